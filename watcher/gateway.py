@@ -1,0 +1,26 @@
+"""What the watcher asks of Temporal: the boundary between the watcher and the workflows.
+
+The watcher only decides *which* model changed; `TemporalGateway` (in `watcher.temporal`) turns
+that into signal-with-start calls on the model's stable workflow ID, so restarts and resyncs are
+idempotent: a workflow ignores a revision whose generation it already has.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from modelferry.messages import ModelRef, ModelRevision
+
+
+class WorkflowGateway(Protocol):
+    async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
+        """Start the model's workflow, or signal the running one with this revision."""
+        ...
+
+    async def delete_model(self, *, ref: ModelRef) -> None:
+        """The resource is being deleted (deletionTimestamp set, our finalizer present)."""
+        ...
+
+    async def placement_changed(self, *, ref: ModelRef, reason: str) -> None:
+        """A node relevant to this model appeared, disappeared or changed labels."""
+        ...
