@@ -25,7 +25,8 @@ class ModelKind(StrEnum):
 
     @property
     def namespaced(self) -> bool:
-        return self is not ModelKind.CLUSTER_BASE_MODEL
+        # OME's CRDs make both ClusterBaseModel and FineTunedWeight cluster-scoped.
+        return self is ModelKind.BASE_MODEL
 
 
 PLURALS: dict[ModelKind, str] = {
@@ -53,9 +54,9 @@ def node_label_key(model_uid: str) -> str:
 def configmap_key(*, kind: ModelKind | str, namespace: str | None, name: str) -> str:
     """The key of a model's entry in the node's ConfigMap (OME format).
 
-    `{namespace}_{name}` for namespaced kinds, `{name}` for a ClusterBaseModel.
+    `{namespace}_{name}` for namespaced kinds, `{name}` for cluster-scoped ones.
     """
-    if ModelKind(kind) is ModelKind.CLUSTER_BASE_MODEL or not namespace:
+    if not ModelKind(kind).namespaced or not namespace:
         return name
     return f"{namespace}_{name}"
 
