@@ -27,7 +27,7 @@ class ModelRef(_Message):
     uid: str = ""
 
     def display(self) -> str:
-        if self.namespace and self.kind is not ModelKind.CLUSTER_BASE_MODEL:
+        if self.namespace and self.kind.namespaced:
             return f"{self.kind.value}/{self.namespace}/{self.name}"
         return f"{self.kind.value}/{self.name}"
 
@@ -50,7 +50,17 @@ class NodeOutcome(_Message):
     message: str = ""
     generation: int = 0
     revision: str = ""  # the source revision on disk (HF commit, listing digest)
+    fingerprint: str = ""  # lifecycle.delivery_fingerprint of the spec this outcome delivered
+    retryable: bool = True  # False when the failure needs a spec/secret/source change
     metadata: dict[str, Any] | None = None  # parsed metadata (ModelMetadata by alias)
+
+
+class PipelineOptions(_Message):
+    """Timeouts the watcher's settings hand to the workflows (no secrets)."""
+
+    node_schedule_to_start_seconds: float = 600.0
+    download_timeout_seconds: float = 48 * 3600.0
+    failed_node_retry_seconds: float = 1800.0
 
 
 class ModelWorkflowInput(_Message):
@@ -59,4 +69,105 @@ class ModelWorkflowInput(_Message):
     # Carried over continue_as_new so the new run knows what is already on which node.
     nodes: dict[str, NodeOutcome] = Field(default_factory=dict)
     delete_requested: bool = False
-    spec_metadata_written_for: int = 0  # generation whose parsed metadata was written to the spec
+    spec_metadata_written_for: str = ""  # delivery fingerprint whose metadata reached the spec
+    options: PipelineOptions = Field(default_factory=PipelineOptions)
+
+
+# --- control-queue activities ----------------------------------------------------------------
+
+
+class ModelRefInput(_Message):
+    ref: ModelRef
+
+
+class PlanPlacementInput(_Message):
+    ref: ModelRef
+    spec: dict[str, Any]
+
+
+class PlanPlacementResult(_Message):
+    eligible: list[str] = Field(default_factory=list)
+    excluded: dict[str, str] = Field(default_factory=dict)  # node -> reason
+    existing_nodes: list[str] = Field(default_factory=list)
+
+
+class WriteSpecMetadataInput(_Message):
+    ref: ModelRef
+    metadata: dict[str, Any]
+
+
+class WriteModelStatusInput(_Message):
+    ref: ModelRef
+    status: dict[str, Any]
+
+
+class SetNodeModelStatusInput(_Message):
+    ref: ModelRef
+    node: str
+    status: str  # NodeModelStatus value
+    config: dict[str, Any] | None = None
+
+
+class RemoveNodeModelStatusInput(_Message):
+    ref: ModelRef
+    node: str
+
+
+class EnsureNodeWorkerInput(_Message):
+    node: str
+    claim_namespace: str | None = None  # pvc:// in job mode: the Job must run beside the claim
+    claim_name: str | None = None
+
+
+class EnsureNodeWorkerResult(_Message):
+    task_queue: str
+    mode: str
+    job_name: str | None = None
+    created: bool = False
+
+
+# --- node-queue activities -------------------------------------------------------------------
+
+
+class NodeModelInput(_Message):
+    """What every node activity needs: which model, which spec, which node."""
+
+    ref: ModelRef
+    spec: dict[str, Any]
+    node: str
+    version_id: str = ""
+
+
+class DownloadModelResult(_Message):
+    revision: str
+    version_id: str
+    total_bytes: int
+    bytes_transferred: int
+    files: int
+
+
+class VerifyModelResult(_Message):
+    files: int
+    total_bytes: int
+
+
+class ParseModelResult(_Message):
+    metadata: dict[str, Any] | None = None
+    skipped: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+
+class RemoveModelFilesResult(_Message):
+    removed: bool
+    path: str
+
+
+# --- the per-node child workflow ---------------------------------------------------------------
+
+
+class NodeWorkflowInput(_Message):
+    ref: ModelRef
+    revision: ModelRevision
+    node: str
+    action: str = "deliver"  # deliver | remove
+    options: PipelineOptions = Field(default_factory=PipelineOptions)

@@ -1,0 +1,127 @@
+"""The resource's status, derived from where each node stands (pure).
+
+State rules (OME's vocabulary): `Creating` while any eligible node is still in progress; `Ready`
+once at least one node is Ready and none is in progress; `Failed` when no node could get the model
+(all failed, or no node is eligible). Per-node detail goes to `nodesReady` / `nodesFailed` and
+to conditions, so `kubectl wait --for=condition=Ready` works as operators script it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from modelferry.messages import NodeOutcome
+from modelferry.nodestatus import NodeModelStatus
+
+STATE_CREATING = "Creating"
+STATE_READY = "Ready"
+STATE_FAILED = "Failed"
+STATE_DELETING = "Deleting"
+
+_MAX_MESSAGE = 1024  # conditions are for humans; keep the object small
+
+
+def _condition(ctype: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {
+        "type": ctype,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message[:_MAX_MESSAGE],
+        "observedGeneration": generation,
+    }
+
+
+def _failure_summary(failed: Iterable[NodeOutcome]) -> str:
+    parts = [f"{o.node}: {o.reason}: {o.message}".rstrip(": ") for o in failed]
+    return "; ".join(parts)
+
+
+def desired_status(
+    *,
+    generation: int,
+    eligible: Iterable[str],
+    outcomes: Mapping[str, NodeOutcome],
+    no_nodes_reason: str = "NoEligibleNodes",
+    no_nodes_message: str = "no node matches the model's nodeSelector/nodeAffinity",
+    deleting: bool = False,
+) -> dict[str, Any]:
+    """The status subresource body (without lastTransitionTime; see `merge_transition_times`)."""
+    eligible = sorted(set(eligible))
+    ready = sorted(n for n in eligible if (o := outcomes.get(n)) and o.state == NodeModelStatus.READY)
+    failed_outcomes = [o for n in eligible if (o := outcomes.get(n)) and o.state == NodeModelStatus.FAILED]
+    failed = sorted(o.node for o in failed_outcomes)
+    in_progress = sorted(n for n in eligible if n not in ready and n not in failed)
+
+    if deleting:
+        state, ready_cond = STATE_DELETING, _condition("Ready", False, "Deleting", "model is being removed", generation)
+    elif in_progress:
+        state = STATE_CREATING
+        ready_cond = _condition(
+            "Ready", False, "InProgress", f"{len(in_progress)} of {len(eligible)} node(s) in progress", generation
+        )
+    elif not eligible:
+        state, ready_cond = STATE_FAILED, _condition("Ready", False, no_nodes_reason, no_nodes_message, generation)
+    elif ready:
+        state = STATE_READY
+        reason = "AllNodesReady" if not failed else "SomeNodesReady"
+        ready_cond = _condition("Ready", True, reason, f"ready on {len(ready)} of {len(eligible)} node(s)", generation)
+    else:
+        state = STATE_FAILED
+        ready_cond = _condition("Ready", False, "AllNodesFailed", _failure_summary(failed_outcomes), generation)
+
+    conditions = [
+        ready_cond,
+        _condition(
+            "Progressing",
+            bool(in_progress) and not deleting,
+            "Downloading" if in_progress else "Idle",
+            ", ".join(in_progress),
+            generation,
+        ),
+        _condition(
+            "Degraded",
+            bool(failed),
+            "NodesFailed" if failed else "NoFailures",
+            _failure_summary(failed_outcomes),
+            generation,
+        ),
+    ]
+    return {
+        "state": state,
+        "nodesReady": ready,
+        "nodesFailed": failed,
+        "conditions": conditions,
+        "observedGeneration": generation,
+    }
+
+
+def _comparable(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not status:
+        return {}
+    out = dict(status)
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in (status.get("conditions") or [])
+    ]
+    return out
+
+
+def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """True when writing `desired` would change anything but timestamps (write only on change).
+    Fields we do not own (e.g. `lifecycle`) are compared only if we set them."""
+    cur = _comparable(current)
+    want = _comparable(desired)
+    return any(cur.get(k) != v for k, v in want.items())
+
+
+def merge_transition_times(
+    current: Mapping[str, Any] | None, desired: Mapping[str, Any], *, now: str
+) -> dict[str, Any]:
+    """Keep a condition's lastTransitionTime unless its status flipped (Kubernetes convention)."""
+    previous = {c.get("type"): c for c in ((current or {}).get("conditions") or [])}
+    conditions = []
+    for cond in desired.get("conditions", []):
+        old = previous.get(cond["type"])
+        stamp = old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else None
+        conditions.append({**cond, "lastTransitionTime": stamp or now})
+    return {**desired, "conditions": conditions}

@@ -1,0 +1,112 @@
+"""One settings tree, loaded once per entrypoint and passed down by keyword.
+
+Sources, later wins: defaults, a YAML file (`--config`), `MODELFERRY_*` environment variables for
+the few values operators set per deployment. Secrets are never values here: the Temporal API key
+is read from the environment variable *named* by `temporal.api_key_env`, and storage credentials
+come from Kubernetes Secrets at the moment a node activity needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelferry.names import AGENT_NAMESPACE_DEFAULT
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TemporalSettings(_Section):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    tls: bool = False
+    tls_client_cert_path: Path | None = None
+    tls_client_key_path: Path | None = None
+    tls_server_ca_path: Path | None = None
+    api_key_env: str | None = None  # name of the env var holding the API key, never the key
+
+
+class KubeSettings(_Section):
+    kubeconfig: Path | None = None  # None: in-cluster config, then ~/.kube/config
+    agent_namespace: str = AGENT_NAMESPACE_DEFAULT
+
+
+class WorkerMode(StrEnum):
+    JOB = "job"  # a per-node Job created on demand, exits when idle (default in a cluster)
+    DAEMONSET = "daemonset"  # a long-running worker per node, deployed by deploy/node-worker
+    STATIC = "static"  # started by hand or by `modelferry dev`
+
+
+class WorkerSettings(_Section):
+    mode: WorkerMode = WorkerMode.JOB
+    image: str = "ghcr.io/modelferry/modelferry:0.1.0"
+    service_account: str = "modelferry-node-worker"
+    idle_exit_seconds: float = 300.0
+    # How long node work may wait for the node's worker to poll before the node is Failed.
+    schedule_to_start_seconds: float = 600.0
+    models_host_path: str = "/raid/models"
+    # Worker-side: activity slots for this node.
+    max_concurrent_activities: int = 8
+
+
+class NodeSettings(_Section):
+    # Prefix under which storage.path lives on this node ("/" in a cluster; `dev` simulates a node
+    # filesystem under <home>/node).
+    root: Path = Path("/")
+    pvc_mounts: dict[str, Path] = Field(default_factory=dict)
+    hf_endpoint: str | None = None
+
+
+class DownloadSettings(_Section):
+    concurrency: int = 4
+    multipart_concurrency: int = 4
+    download_retry: int = 5
+    num_download_worker: int = 2
+    stall_timeout: float = 60.0
+
+
+class Settings(_Section):
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    download: DownloadSettings = Field(default_factory=DownloadSettings)
+
+
+_ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "MODELFERRY_TEMPORAL_ADDRESS": ("temporal", "address"),
+    "MODELFERRY_TEMPORAL_NAMESPACE": ("temporal", "namespace"),
+    "MODELFERRY_AGENT_NAMESPACE": ("kube", "agent_namespace"),
+    "MODELFERRY_WORKER_MODE": ("worker", "mode"),
+    "MODELFERRY_WORKER_IMAGE": ("worker", "image"),
+    "MODELFERRY_NODE_ROOT": ("node", "root"),
+    "HF_ENDPOINT": ("node", "hf_endpoint"),
+}
+
+
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Defaults < YAML file < environment < explicit overrides (`{"section.key": value}`)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: settings must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    env = os.environ if environ is None else environ
+    for var, (section, key) in _ENV_OVERRIDES.items():
+        if env.get(var):
+            data.setdefault(section, {})[key] = env[var]
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    return Settings.model_validate(data)
