@@ -1,0 +1,97 @@
+"""Control-queue activities that report a model's state on a node in OME's formats: the node's
+ConfigMap entry and the `models.ome/<uid>` node label.
+
+ConfigMap writes are read-modify-write with the object's resourceVersion; on 409 the activity
+re-reads and re-applies its one entry, so many models finishing on one node at once lose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+
+from activities.kube import KubeClient
+from modelferry.errors import KubeConflictError, KubeNotFoundError
+from modelferry.messages import RemoveNodeModelStatusInput, SetNodeModelStatusInput
+from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from modelferry.nodestatus import NodeModelStatus, configmap_labels, node_label_patch, with_entry, without_entry
+
+_CONFLICT_ATTEMPTS = 50  # many writers per node ConfigMap; each retry re-reads, so this converges
+
+
+class LabelActivities:
+    def __init__(self, *, kube: KubeClient, agent_namespace: str) -> None:
+        self._kube = kube
+        self._ns = agent_namespace
+
+    def _update_configmap(
+        self, node: str, change: Callable[[dict[str, str]], dict[str, str]], *, delete_when_empty: bool
+    ) -> None:
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                cm = self._kube.get_configmap(self._ns, node)
+            except KubeNotFoundError:
+                data = change({})
+                if not data:
+                    return
+                body: dict[str, Any] = {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": node,
+                        "namespace": self._ns,
+                        "labels": {**configmap_labels(), MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+                    },
+                    "data": data,
+                }
+                try:
+                    self._kube.create_configmap(self._ns, body)
+                    return
+                except KubeConflictError:
+                    continue  # someone created it first: re-read and merge
+            old = dict(cm.get("data") or {})
+            new = change(old)
+            if new == old:
+                return
+            rv = cm["metadata"]["resourceVersion"]
+            try:
+                if not new and delete_when_empty:
+                    self._kube.delete_configmap(self._ns, node, resource_version=rv)
+                else:
+                    cm["data"] = new
+                    self._kube.replace_configmap(self._ns, node, cm)
+                return
+            except KubeConflictError:
+                continue
+            except KubeNotFoundError:
+                continue
+        raise KubeConflictError(f"ConfigMap {self._ns}/{node}: update kept conflicting")
+
+    @activity.defn(name="set_node_model_status")
+    def set_node_model_status(self, inp: SetNodeModelStatusInput) -> None:
+        status = NodeModelStatus(inp.status)
+        self._update_configmap(
+            inp.node,
+            lambda data: with_entry(data, ref=inp.ref, status=status, config=inp.config),
+            delete_when_empty=False,
+        )
+        if inp.ref.uid:
+            try:
+                self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=status))
+            except KubeNotFoundError:
+                activity.logger.info("node %s is gone; label not written", inp.node)
+
+    @activity.defn(name="remove_node_model_status")
+    def remove_node_model_status(self, inp: RemoveNodeModelStatusInput) -> None:
+        node_exists = self._kube.node_exists(inp.node)
+        # The per-node ConfigMap of a node that no longer exists goes once its last entry does.
+        self._update_configmap(
+            inp.node, lambda data: without_entry(data, ref=inp.ref), delete_when_empty=not node_exists
+        )
+        if inp.ref.uid and node_exists:
+            try:
+                self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=None))
+            except KubeNotFoundError:
+                pass

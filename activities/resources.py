@@ -1,0 +1,137 @@
+"""Control-queue activities on the model resource itself: finalizer, placement plan, spec
+metadata and status. Each reads, calls a pure function, and writes only what changed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities.kube import KubeClient
+from modelferry.errors import KubeConflictError, KubeNotFoundError
+from modelferry.messages import (
+    ModelRefInput,
+    PlanPlacementInput,
+    PlanPlacementResult,
+    WriteModelStatusInput,
+    WriteSpecMetadataInput,
+)
+from modelferry.modelstatus import merge_transition_times, status_changed
+from modelferry.names import FINALIZER
+from modelferry.placement import evaluate_placement
+
+_CONFLICT_ATTEMPTS = 10  # optimistic-concurrency loop: re-read and re-apply on 409
+
+# Spec fields the parser may fill when the resource leaves them empty (OME fills the same ones).
+_FILLABLE = (
+    "modelType",
+    "modelArchitecture",
+    "modelParameterSize",
+    "maxTokens",
+    "modelCapabilities",
+    "modelFormat",
+    "modelFramework",
+    "quantization",
+)
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {} or value == 0
+
+
+def fill_empty_spec_fields(spec: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields to set: parsed values only where the spec has none (never overwrite)."""
+    return {
+        key: metadata[key]
+        for key in _FILLABLE
+        if not _is_empty(metadata.get(key)) and _is_empty(spec.get(key))
+    }
+
+
+class ResourceActivities:
+    def __init__(self, *, kube: KubeClient) -> None:
+        self._kube = kube
+
+    def _update_finalizers(self, inp: ModelRefInput, *, add: bool) -> bool:
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                obj = self._kube.get_model(inp.ref)
+            except KubeNotFoundError:
+                return False
+            meta = obj.get("metadata", {})
+            finalizers = list(meta.get("finalizers") or [])
+            if add == (FINALIZER in finalizers):
+                return False
+            if add and meta.get("deletionTimestamp"):
+                return False  # the API refuses new finalizers on an object being deleted
+            finalizers = [*finalizers, FINALIZER] if add else [f for f in finalizers if f != FINALIZER]
+            patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
+            try:
+                self._kube.patch_model(inp.ref, patch)
+                return True
+            except KubeConflictError:
+                continue
+            except KubeNotFoundError:
+                return False
+        raise KubeConflictError(f"{inp.ref.display()}: finalizer update kept conflicting")
+
+    @activity.defn(name="ensure_finalizer")
+    def ensure_finalizer(self, inp: ModelRefInput) -> bool:
+        return self._update_finalizers(inp, add=True)
+
+    @activity.defn(name="release_finalizer")
+    def release_finalizer(self, inp: ModelRefInput) -> bool:
+        return self._update_finalizers(inp, add=False)
+
+    @activity.defn(name="plan_placement")
+    def plan_placement(self, inp: PlanPlacementInput) -> PlanPlacementResult:
+        storage = inp.spec.get("storage") or {}
+        eligible: list[str] = []
+        excluded: dict[str, str] = {}
+        nodes = self._kube.list_nodes()
+        for name, labels in nodes:
+            decision = evaluate_placement(
+                disabled=bool(inp.spec.get("disabled")),
+                node_selector=storage.get("nodeSelector"),
+                node_affinity=storage.get("nodeAffinity"),
+                node_name=name,
+                node_labels=labels,
+            )
+            if decision.eligible:
+                eligible.append(name)
+            else:
+                excluded[name] = decision.reason
+        return PlanPlacementResult(
+            eligible=sorted(eligible), excluded=excluded, existing_nodes=sorted(n for n, _ in nodes)
+        )
+
+    @activity.defn(name="write_spec_metadata")
+    def write_spec_metadata(self, inp: WriteSpecMetadataInput) -> bool:
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                obj = self._kube.get_model(inp.ref)
+            except KubeNotFoundError:
+                return False
+            fill = fill_empty_spec_fields(obj.get("spec") or {}, inp.metadata)
+            if not fill:
+                return False
+            patch = {"metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}, "spec": fill}
+            try:
+                self._kube.patch_model(inp.ref, patch)
+                return True
+            except KubeConflictError:
+                continue
+        raise KubeConflictError(f"{inp.ref.display()}: spec metadata update kept conflicting")
+
+    @activity.defn(name="write_model_status")
+    def write_model_status(self, inp: WriteModelStatusInput) -> bool:
+        try:
+            current = self._kube.get_model(inp.ref).get("status")
+        except KubeNotFoundError:
+            return False
+        if not status_changed(current, inp.status):
+            return False
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._kube.patch_model_status(inp.ref, merge_transition_times(current, inp.status, now=now))
+        return True

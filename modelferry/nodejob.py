@@ -1,0 +1,109 @@
+"""The per-node worker Job (pure manifest building).
+
+In a cluster, node work runs in a short-lived Job pinned to the node: it mounts the models root
+(and, for `pvc://`, the claim read-only), polls the node's task queue, and exits after an idle
+period. Tolerating every taint lets it reach tainted GPU nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_WORKER_LABEL, node_task_queue
+from modelferry.settings import Settings
+
+_DNS_UNSAFE = re.compile(r"[^a-z0-9-]")
+PVC_MOUNT_ROOT = "/mnt/modelferry-pvc"
+
+
+def _dns_name(prefix: str, *parts: str) -> str:
+    raw = "-".join((prefix, *parts)).lower()
+    cleaned = _DNS_UNSAFE.sub("-", raw).strip("-")
+    if len(cleaned) <= 63:
+        return cleaned
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+    return f"{cleaned[:52].rstrip('-')}-{digest}"
+
+
+def worker_task_queue(*, node: str, claim_namespace: str | None = None, claim_name: str | None = None) -> str:
+    """A Job that mounts a claim polls its own queue, so only it gets that claim's downloads."""
+    if claim_name:
+        return f"{node_task_queue(node)}/pvc/{claim_namespace}/{claim_name}"
+    return node_task_queue(node)
+
+
+def worker_job_name(*, node: str, claim_namespace: str | None = None, claim_name: str | None = None) -> str:
+    if claim_name:
+        return _dns_name("modelferry-worker", node, claim_namespace or "", claim_name)
+    return _dns_name("modelferry-worker", node)
+
+
+def build_worker_job(
+    *, settings: Settings, node: str, namespace: str, claim_name: str | None = None
+) -> dict[str, Any]:
+    claim_namespace = namespace if claim_name else None
+    queue = worker_task_queue(node=node, claim_namespace=claim_namespace, claim_name=claim_name)
+    name = worker_job_name(node=node, claim_namespace=claim_namespace, claim_name=claim_name)
+    models_root = settings.worker.models_host_path
+    args = [
+        "worker",
+        "--node",
+        node,
+        "--task-queue",
+        queue,
+        "--idle-exit",
+        str(int(settings.worker.idle_exit_seconds)),
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "hostPath": {"path": models_root, "type": "DirectoryOrCreate"}}
+    ]
+    mounts: list[dict[str, Any]] = [{"name": "models", "mountPath": models_root}]
+    if claim_name:
+        mount_path = f"{PVC_MOUNT_ROOT}/{claim_name}"
+        volumes.append({"name": "claim", "persistentVolumeClaim": {"claimName": claim_name, "readOnly": True}})
+        mounts.append({"name": "claim", "mountPath": mount_path, "readOnly": True})
+        args += ["--pvc", f"{claim_namespace}:{claim_name}={mount_path}"]
+    env = [
+        {"name": "MODELFERRY_TEMPORAL_ADDRESS", "value": settings.temporal.address},
+        {"name": "MODELFERRY_TEMPORAL_NAMESPACE", "value": settings.temporal.namespace},
+        {"name": "MODELFERRY_AGENT_NAMESPACE", "value": settings.kube.agent_namespace},
+    ]
+    labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, NODE_WORKER_LABEL: _dns_name("", node)[:63]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeName": node,
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.worker.service_account,
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": settings.worker.image,
+                            "args": args,
+                            "env": env,
+                            "volumeMounts": mounts,
+                            "securityContext": {"allowPrivilegeEscalation": False},
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def job_is_finished(job: dict[str, Any]) -> bool:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return True
+    return False
