@@ -1,0 +1,370 @@
+"""What the watcher should do about one event: plain data in, plain data out.
+
+`decide(event, known)` looks at one model or node event and at what the watcher already knows, and
+returns decisions (`Apply`, `Delete`, `PlacementChanged`, `MarkInvalid`, `Ignore`); it performs no
+I/O and imports neither the Kubernetes client nor Temporal, so every rule is a table-driven test.
+`remember(known, event, decisions)` records the outcome once the decisions were carried out, so
+a failed act is decided again on the next event instead of being forgotten.
+
+Rules for a model event (ADDED, MODIFIED, or a periodic RESYNC):
+- deletionTimestamp set and our finalizer present → Delete (once per uid); without our finalizer
+  → Ignore: nothing of ours blocks the deletion, and the DELETED event that follows cleans up.
+- the spec does not parse → MarkInvalid(field, rule) once per generation, and not at all when
+  the status already says exactly that (so our own status write does not loop).
+- a uid or a generation newer than the one applied → Apply; a new uid under a known name also
+  Deletes the old incarnation first.
+- the generation already applied → Ignore. That covers our own and the workflows' status writes
+  (they do not bump metadata.generation) and RESYNC re-deliveries. Re-applying on every resync
+  would be harmless (the workflow drops a generation it already has) but would add one signal per
+  model per resync period to every workflow history for nothing: a fresh watcher process starts
+  with empty knowledge and applies everything once, which is what heals a lost workflow.
+A model DELETED (the object is gone) that we know and have not cleaned up → Delete, so cleanup
+happens even when someone stripped the finalizer.
+
+A node event → PlacementChanged for exactly the known models whose eligibility on that node flips
+(a node that appears or disappears counts as a flip wherever the model is eligible).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from modelferry.errors import InvalidSpecError
+from modelferry.messages import ModelRef, ModelRevision
+from modelferry.names import FINALIZER, ModelKind
+from modelferry.placement import evaluate_placement
+from modelferry.spec.affinity import NodeAffinity
+from modelferry.spec.parse import parse_resource
+
+INVALID_SPEC_REASON = "InvalidSpec"
+READY_CONDITION = "Ready"
+
+
+class EventType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    RESYNC = "RESYNC"  # the informer re-delivering an object it already delivered
+
+
+ModelKey = tuple[ModelKind, str | None, str]  # (kind, namespace, name); namespace None when cluster-scoped
+
+
+def model_key(kind: ModelKind, obj: Mapping[str, Any]) -> ModelKey:
+    meta = obj.get("metadata") or {}
+    return (kind, meta.get("namespace") if kind.namespaced else None, str(meta.get("name", "")))
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    type: EventType
+    kind: ModelKind
+    obj: Mapping[str, Any]  # the object as the API server sent it
+
+    @property
+    def key(self) -> ModelKey:
+        return model_key(self.kind, self.obj)
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    type: EventType
+    name: str
+    labels: Mapping[str, str]  # for DELETED, the labels it last had
+
+
+Event = ModelEvent | NodeEvent
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The parts of a spec that decide which nodes hold the model."""
+
+    disabled: bool = False
+    node_selector: Mapping[str, str] | None = None
+    node_affinity: NodeAffinity | None = None
+
+    def eligible(self, *, node_name: str, labels: Mapping[str, str] | None) -> tuple[bool, str]:
+        if labels is None:
+            return False, "node is gone"
+        decision = evaluate_placement(
+            disabled=self.disabled,
+            node_selector=self.node_selector,
+            node_affinity=self.node_affinity,
+            node_name=node_name,
+            node_labels=labels,
+        )
+        return decision.eligible, decision.reason
+
+
+# --- decisions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Apply:
+    ref: ModelRef
+    revision: ModelRevision
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class Delete:
+    ref: ModelRef
+    why: str
+
+
+@dataclass(frozen=True)
+class PlacementChanged:
+    ref: ModelRef
+    node: str
+    eligible: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class MarkInvalid:
+    ref: ModelRef
+    generation: int
+    field: str
+    rule: str
+    conditions: tuple[Mapping[str, Any], ...] = ()  # the status conditions as they are now
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.rule}" if self.field else self.rule
+
+
+@dataclass(frozen=True)
+class Ignore:
+    why: str
+
+
+Decision = Apply | Delete | PlacementChanged | MarkInvalid | Ignore
+
+
+# --- what the watcher knows ------------------------------------------------------------------
+
+
+@dataclass
+class KnownModel:
+    ref: ModelRef
+    applied_generation: int = 0  # 0: never applied
+    invalid_generation: int = 0  # the generation last marked invalid
+    deleting: bool = False  # Delete was carried out for this uid
+    placement: Placement | None = None  # of the applied generation
+    eligible_nodes: frozenset[str] = frozenset()
+
+
+@dataclass
+class Known:
+    models: dict[ModelKey, KnownModel] = field(default_factory=dict)
+    nodes: dict[str, Mapping[str, str]] = field(default_factory=dict)  # name → labels
+
+
+# --- deciding --------------------------------------------------------------------------------
+
+
+def decide(event: Event, known: Known) -> list[Decision]:
+    """The decisions for one event: never empty (an `Ignore` says why nothing is to be done)."""
+    if isinstance(event, NodeEvent):
+        return _decide_node(event, known)
+    return _decide_model(event, known)
+
+
+def _decide_model(event: ModelEvent, known: Known) -> list[Decision]:
+    obj = event.obj
+    meta = obj.get("metadata") or {}
+    ref = _ref(event.kind, meta)
+    current = known.models.get(event.key)
+
+    if event.type is EventType.DELETED:
+        if current is None:
+            return [Ignore("deleted, never seen applied")]
+        if current.deleting:
+            return [Ignore("deleted, cleanup already requested")]
+        return [Delete(current.ref, why="the resource is gone")]
+
+    same_uid = current is not None and current.ref.uid == ref.uid
+    if meta.get("deletionTimestamp"):
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return [Ignore("being deleted without our finalizer: nothing blocks, nothing to clean")]
+        if current is not None and same_uid and current.deleting:
+            return [Ignore("being deleted, cleanup already requested")]
+        return [Delete(ref, why="deletionTimestamp set")]
+
+    generation = int(meta.get("generation") or 0)
+    superseded: list[Decision] = []
+    if current is not None and not same_uid and not current.deleting:
+        superseded = [Delete(current.ref, why=f"replaced by a new object (uid {ref.uid})")]
+
+    try:
+        # Status is written by controllers, not users: judge only what the user wrote.
+        resource = parse_resource({k: v for k, v in obj.items() if k != "status"})
+    except InvalidSpecError as error:
+        return [
+            *superseded,
+            *_decide_invalid(
+                obj, ref=ref, generation=generation, error=error, known=current if same_uid else None
+            ),
+        ]
+
+    if current is not None and same_uid and current.applied_generation >= generation:
+        if event.type is EventType.RESYNC:
+            return [Ignore("resync: generation already applied")]
+        return [Ignore("generation already applied (status or metadata change)")]
+
+    spec = resource.spec
+    placement = Placement(
+        disabled=bool(spec.disabled),
+        node_selector=dict(spec.storage.node_selector) if spec.storage.node_selector else None,
+        node_affinity=spec.storage.node_affinity,
+    )
+    revision = ModelRevision(
+        generation=generation,
+        spec=copy.deepcopy(dict(obj.get("spec") or {})),
+        annotations=dict(meta.get("annotations") or {}),
+        uid=ref.uid,
+    )
+    return [*superseded, Apply(ref, revision, placement)]
+
+
+def _decide_invalid(
+    obj: Mapping[str, Any],
+    *,
+    ref: ModelRef,
+    generation: int,
+    error: InvalidSpecError,
+    known: KnownModel | None,
+) -> list[Decision]:
+    decision = MarkInvalid(
+        ref,
+        generation=generation,
+        field=error.field or "",
+        rule=error.reason,
+        conditions=tuple(_conditions(obj)),
+    )
+    if known is not None and known.invalid_generation == generation:
+        return [Ignore("invalid spec already reported for this generation")]
+    if _status_says_invalid(obj, generation=generation, message=decision.message):
+        return [Ignore("status already reports this invalid spec")]
+    return [decision]
+
+
+def _decide_node(event: NodeEvent, known: Known) -> list[Decision]:
+    labels = None if event.type is EventType.DELETED else event.labels
+    was_known = event.name in known.nodes
+    decisions: list[Decision] = []
+    for model in known.models.values():
+        if model.placement is None or model.deleting:
+            continue
+        was = event.name in model.eligible_nodes
+        now, reason = model.placement.eligible(node_name=event.name, labels=labels)
+        if was == now:
+            continue
+        if labels is None:
+            what = "was removed"
+        elif not was_known:
+            what = "appeared"
+        else:
+            what = "changed labels"
+        verdict = "eligible" if now else "no longer eligible"
+        decisions.append(
+            PlacementChanged(
+                model.ref,
+                node=event.name,
+                eligible=now,
+                reason=f"node {event.name} {what}: {verdict} ({reason})",
+            )
+        )
+    return decisions or [Ignore(f"node {event.name}: no model's placement changed")]
+
+
+# --- remembering -----------------------------------------------------------------------------
+
+
+def remember(known: Known, event: Event, decisions: Sequence[Decision]) -> None:
+    """Record in `known` that `decisions` for `event` were carried out."""
+    if isinstance(event, NodeEvent):
+        _remember_node(known, event)
+        return
+    key = event.key
+    for decision in decisions:
+        current = known.models.get(key)
+        match decision:
+            case Delete() if event.type is EventType.DELETED:
+                known.models.pop(key, None)
+            case Delete(ref=ref):  # kept until DELETED so later events of this uid are ignored
+                known.models[key] = KnownModel(ref=ref, deleting=True)
+            case Apply(ref=ref, revision=revision, placement=placement):
+                entry = current if current is not None and current.ref.uid == ref.uid else KnownModel(ref=ref)
+                entry.ref = ref
+                entry.applied_generation = revision.generation
+                entry.deleting = False
+                entry.placement = placement
+                entry.eligible_nodes = frozenset(
+                    name
+                    for name, labels in known.nodes.items()
+                    if placement.eligible(node_name=name, labels=labels)[0]
+                )
+                known.models[key] = entry
+            case MarkInvalid(ref=ref, generation=generation):
+                entry = current if current is not None and current.ref.uid == ref.uid else KnownModel(ref=ref)
+                entry.invalid_generation = generation
+                known.models[key] = entry
+            case Ignore() if event.type is EventType.DELETED:
+                known.models.pop(key, None)
+            case _:
+                pass
+
+
+def _remember_node(known: Known, event: NodeEvent) -> None:
+    # Recompute rather than trust the decision: the end state is always "current placement over
+    # current labels", whatever order node and model events were carried out in.
+    labels = None if event.type is EventType.DELETED else dict(event.labels)
+    if labels is None:
+        known.nodes.pop(event.name, None)
+    else:
+        known.nodes[event.name] = labels
+    for model in known.models.values():
+        if model.placement is None:
+            continue
+        eligible, _ = model.placement.eligible(node_name=event.name, labels=labels)
+        if eligible:
+            model.eligible_nodes = model.eligible_nodes | {event.name}
+        else:
+            model.eligible_nodes = model.eligible_nodes - {event.name}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _ref(kind: ModelKind, meta: Mapping[str, Any]) -> ModelRef:
+    return ModelRef(
+        kind=kind,
+        name=str(meta.get("name", "")),
+        namespace=meta.get("namespace") if kind.namespaced else None,
+        uid=str(meta.get("uid") or ""),
+    )
+
+
+def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    return [c for c in conditions if isinstance(c, Mapping)] if isinstance(conditions, list) else []
+
+
+def _status_says_invalid(obj: Mapping[str, Any], *, generation: int, message: str) -> bool:
+    for condition in _conditions(obj):
+        if (
+            condition.get("type") == READY_CONDITION
+            and condition.get("status") == "False"
+            and condition.get("reason") == INVALID_SPEC_REASON
+            and condition.get("message") == message
+            and condition.get("observedGeneration") == generation
+        ):
+            return True
+    return False
