@@ -82,7 +82,8 @@ class DownloadOptions:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     stall_timeout: float = 60.0  # no bytes for this long: abort and retry the part
-    verify_existing: bool = True
+    verify_existing: bool = True  # check kept files' size/mtime against the manifest before trusting them
+    rehash_existing: bool = False  # also re-hash every kept file from disk (slow; finds bit rot)
 
 
 @dataclass(slots=True)
