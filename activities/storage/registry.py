@@ -32,7 +32,7 @@ _FACTORIES: dict[str, tuple[str, str]] = {
     "pvc": ("activities.storage.pvc", "PvcBackend"),
     "s3": ("activities.storage.s3", "S3Backend"),
     "oci": ("activities.storage.oci", "OciBackend"),
-    "vendor": ("activities.storage.vendor", "VendorBackend"),
+    "vendor": ("activities.storage.vendor", "open_vendor_backend"),
 }
 
 
