@@ -1,0 +1,1 @@
+"""Test helpers; see the modules for what each one serves."""
