@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "dev",
     "worker",
     "watch",
+    "controller",
     "apiserver",
 )
 

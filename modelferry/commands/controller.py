@@ -1,0 +1,56 @@
+"""`modelferry controller`: the control plane of a cluster install — the CRD watcher (with leader
+election) plus the control worker that runs the workflows and the Kubernetes-only activities."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("controller", help="run the watcher and the control worker (the manager Deployment)")
+    p.add_argument("--config", type=Path, default=None, help="settings YAML")
+    p.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
+    p.add_argument("--no-leader-election", action="store_true")
+    p.add_argument("--resync-seconds", type=float, default=300.0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from activities.kube import KubeClient, load_api_client
+    from modelferry.messages import PipelineOptions
+    from modelferry.runtime import build_control_worker, connect_temporal
+    from modelferry.settings import load_settings
+    from watcher.run import run_watcher
+    from watcher.temporal import TemporalGateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        client = await connect_temporal(settings)
+        kube = KubeClient(load_api_client(settings.kube))
+        options = PipelineOptions(node_schedule_to_start_seconds=settings.worker.schedule_to_start_seconds)
+        worker = build_control_worker(client=client, kube=kube, settings=settings)
+        async with worker:
+            await run_watcher(
+                api_client=load_api_client(settings.kube),
+                gateway=TemporalGateway(client=client, options=options),
+                stop=stop,
+                agent_namespace=settings.kube.agent_namespace,
+                identity=args.identity,
+                leader_election=not args.no_leader_election,
+                resync_seconds=args.resync_seconds,
+            )
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,72 @@
+"""`modelferry dev`: the whole system on one machine, offline (see modelferry.dev)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+from pathlib import Path
+
+
+def _pvc(text: str) -> tuple[str, Path]:
+    name, sep, directory = text.partition("=")
+    if not sep or not name or not directory:
+        raise argparse.ArgumentTypeError(f"--pvc {text!r}: expected NAME=DIR (or NAMESPACE:NAME=DIR)")
+    return name, Path(directory).resolve()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("dev", help="run everything on this machine (Temporal dev server, embedded API server, "
+                       "watcher, workers)")
+    p.add_argument("--home", type=Path, default=Path(".modelferry"), help="state directory (default ./.modelferry)")
+    p.add_argument("--kube-port", type=int, default=0, help="embedded API server port (default: a free port)")
+    p.add_argument("--temporal-port", type=int, default=7233)
+    p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
+    p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
+    p.add_argument("--node-name", default=socket.gethostname())
+    p.add_argument("--node-root", type=Path, default=None, help="simulated node filesystem (default <home>/node)")
+    p.add_argument("--pvc", type=_pvc, action="append", default=[], metavar="NAME=DIR",
+                   help="map a PersistentVolumeClaim to a local directory (repeatable)")
+    p.add_argument("--example", action="store_true", help="write a small generated model and apply a resource for it")
+    p.add_argument("--apply", type=Path, action="append", default=[], metavar="FILE",
+                   help="apply these model resources once the stack is up")
+    p.add_argument("--exit-when-ready", action="store_true",
+                   help="stop everything once the applied resources are Ready (exit 1 if one fails)")
+    p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modelferry.dev.stack import DevOptions, run_dev
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = DevOptions(
+        home=args.home,
+        kube_port=args.kube_port,
+        temporal_port=args.temporal_port,
+        ui_port=None if args.headless else args.ui_port,
+        node_name=args.node_name,
+        node_root=args.node_root,
+        pvcs=dict(args.pvc),
+        example=args.example,
+        exit_when_ready=args.exit_when_ready,
+        ready_timeout=args.ready_timeout,
+        apply=list(args.apply),
+    )
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await run_dev(opts, stop=stop)
+        except (RuntimeError, TimeoutError) as e:
+            print(f"modelferry dev: {e}")
+            return 1
+
+    return asyncio.run(main())

@@ -1,0 +1,56 @@
+"""`modelferry worker --node NAME`: serve one node's task queue (static, DaemonSet or Job mode)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="run the node-pinned worker for one node")
+    p.add_argument("--node", required=True, help="this node's name (the Downward API's spec.nodeName)")
+    p.add_argument("--task-queue", default=None, help="override the node's queue (pvc:// Jobs use their own)")
+    p.add_argument("--config", type=Path, default=None, help="settings YAML")
+    p.add_argument("--idle-exit", type=float, default=0.0, help="exit after this many idle seconds (Job mode)")
+    p.add_argument("--pvc", action="append", default=[], metavar="CLAIM=DIR",
+                   help="where a claim is mounted, e.g. ns:claim=/mnt/claim (repeatable)")
+    p.add_argument("--node-root", type=Path, default=None)
+    p.add_argument("--no-kube", action="store_true", help="no Kubernetes access (no storageKey secrets)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from activities.kube import KubeClient
+    from modelferry.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
+    from modelferry.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, object] = {}
+    if args.pvc:
+        overrides["node.pvc_mounts"] = dict(item.split("=", 1) for item in args.pvc)
+    if args.node_root:
+        overrides["node.root"] = str(args.node_root)
+    settings = load_settings(args.config, overrides=overrides)
+    kube = None if args.no_kube else KubeClient.from_settings(settings.kube)
+
+    async def main() -> int:
+        client = await connect_temporal(settings)
+        idle = IdleTracker()
+        worker = build_node_worker(
+            client=client, node=args.node, kube=kube, settings=settings, task_queue=args.task_queue, idle=idle
+        )
+        if args.idle_exit > 0:
+            await run_until_idle(worker, idle, idle_exit_seconds=args.idle_exit)
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            await stop.wait()
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,237 @@
+"""Compose the one-machine stack and run it until stopped (or until the example is Ready)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelferry.dev.temporal_server import TemporalDevServer
+from modelferry.names import API_GROUP, API_VERSION, ModelKind
+from modelferry.settings import Settings, WorkerMode, load_settings
+
+log = logging.getLogger("modelferry.dev")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DevOptions:
+    home: Path
+    kube_port: int = 0
+    temporal_port: int = 7233
+    ui_port: int | None = 8233
+    node_name: str = field(default_factory=socket.gethostname)
+    node_root: Path | None = None
+    pvcs: dict[str, Path] = field(default_factory=dict)
+    example: bool = False
+    exit_when_ready: bool = False
+    ready_timeout: float = 300.0
+    apply: list[Path] = field(default_factory=list)
+
+
+def crd_manifests() -> list[dict[str, Any]]:
+    """Our CRDs: the checked-in deploy/crd files when running from a checkout, else generated."""
+    crd_dir = PROJECT_ROOT / "deploy" / "crd"
+    docs: list[dict[str, Any]] = []
+    if crd_dir.is_dir():
+        for path in sorted(crd_dir.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                    docs.append(doc)
+    if not docs:
+        from modelferry.spec.crd import build_crds  # generated from the same pydantic models
+
+        docs = list(build_crds())
+    return docs
+
+
+def dev_settings(opts: DevOptions, *, temporal_address: str, kubeconfig: Path) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "temporal.address": temporal_address,
+            "kube.kubeconfig": str(kubeconfig),
+            "worker.mode": WorkerMode.STATIC.value,
+            "worker.schedule_to_start_seconds": 60.0,
+            "node.root": str(opts.node_root or opts.home / "node"),
+            "node.pvc_mounts": {k: str(v) for k, v in opts.pvcs.items()},
+        },
+    )
+
+
+def apply_object(api_client: Any, obj: dict[str, Any]) -> None:
+    """Create or update one of our model resources through the API (what kubectl apply does)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(api_client)
+    kind = ModelKind(obj["kind"])
+    name = obj["metadata"]["name"]
+    ns = obj["metadata"].get("namespace") or "default"
+    try:
+        if kind.namespaced:
+            custom.create_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, obj)
+        else:
+            custom.create_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, obj)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        if kind.namespaced:
+            custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, name, {"spec": obj["spec"]})
+        else:
+            custom.patch_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, name, {"spec": obj["spec"]})
+
+
+def read_model(api_client: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    kind = ModelKind(obj["kind"])
+    name = obj["metadata"]["name"]
+    if kind.namespaced:
+        ns = obj["metadata"].get("namespace") or "default"
+        return custom.get_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, name)  # type: ignore[no-any-return]
+    return custom.get_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, name)  # type: ignore[no-any-return]
+
+
+async def wait_ready(api_client: Any, obj: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: dict[str, Any] = {}
+    while loop.time() < deadline:
+        last = await asyncio.to_thread(read_model, api_client, obj)
+        status = last.get("status") or {}
+        if status.get("state") == "Ready" and status.get("observedGeneration") == last["metadata"].get("generation"):
+            return last
+        if status.get("state") == "Failed" and status.get("observedGeneration") == last["metadata"].get("generation"):
+            raise RuntimeError(f"{obj['metadata']['name']} failed: {json.dumps(status.get('conditions'))}")
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{obj['metadata']['name']} not Ready after {timeout}s; last status: {last.get('status')}")
+
+
+async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int:
+    from kubernetes import config as kube_config
+
+    from activities.kube import KubeClient
+    from modelferry.apiserver import EmbeddedApiServer
+    from modelferry.dev.example import EXAMPLE_CLAIM, example_resource, write_example_model
+    from modelferry.messages import PipelineOptions
+    from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
+    from watcher.run import run_watcher
+    from watcher.temporal import TemporalGateway
+
+    stop = stop or asyncio.Event()
+    home = opts.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if opts.example:
+        example_dir = home / "pvc" / EXAMPLE_CLAIM
+        write_example_model(example_dir / "tiny-llama")
+        opts.pvcs.setdefault(EXAMPLE_CLAIM, example_dir)
+
+    temporal = TemporalDevServer(
+        db_file=home / "temporal.db", port=opts.temporal_port, ui_port=opts.ui_port,
+        log_file=home / "temporal.log",
+    )
+    temporal.start()
+    api = EmbeddedApiServer(port=opts.kube_port, state_path=home / "kube-state.json", nodes=[opts.node_name])
+    api.start()
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        await temporal.wait_ready()
+        kubeconfig = home / "kubeconfig"
+        api.write_kubeconfig(kubeconfig)
+        for crd in crd_manifests():
+            api.apply_manifest(crd)
+        settings = dev_settings(opts, temporal_address=temporal.address, kubeconfig=kubeconfig)
+        api_client = kube_config.new_client_from_config(config_file=str(kubeconfig))
+        kube = KubeClient(api_client)
+        client = await connect_temporal(settings)
+        control = build_control_worker(client=client, kube=kube, settings=settings)
+        node = build_node_worker(client=client, node=opts.node_name, kube=kube, settings=settings)
+        tasks = [
+            asyncio.create_task(control.run(), name="control-worker"),
+            asyncio.create_task(node.run(), name="node-worker"),
+            asyncio.create_task(
+                run_watcher(
+                    api_client=kube_config.new_client_from_config(config_file=str(kubeconfig)),
+                    gateway=TemporalGateway(
+                        client=client,
+                        options=PipelineOptions(
+                            node_schedule_to_start_seconds=settings.worker.schedule_to_start_seconds
+                        ),
+                    ),
+                    stop=stop,
+                    agent_namespace=settings.kube.agent_namespace,
+                    identity=f"dev-{opts.node_name}",
+                    leader_election=False,
+                    resync_seconds=60.0,
+                ),
+                name="watcher",
+            ),
+        ]
+        _print_banner(opts, temporal=temporal, kubeconfig=kubeconfig, api_url=api.url)
+        applied: list[dict[str, Any]] = []
+        if opts.example:
+            applied.append(example_resource())
+        for path in opts.apply:
+            applied += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        for obj in applied:
+            await asyncio.to_thread(apply_object, api_client, obj)
+            print(f"applied {obj['kind']}/{obj['metadata']['name']}", flush=True)
+        if opts.exit_when_ready:
+            for obj in applied:
+                ready = await wait_ready(api_client, obj, timeout=opts.ready_timeout)
+                _print_ready(ready, settings=settings, kube=kube, node=opts.node_name)
+            return 0
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            if t.done() and t.exception():
+                raise t.exception()  # type: ignore[misc]
+        return 0
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        api.stop()
+        temporal.stop()
+
+
+def _print_banner(opts: DevOptions, *, temporal: TemporalDevServer, kubeconfig: Path, api_url: str) -> None:
+    ui = f"http://127.0.0.1:{temporal.ui_port}" if temporal.ui_port else "(headless)"
+    print(
+        f"modelferry dev is up\n"
+        f"  kubernetes API   {api_url}   (export KUBECONFIG={kubeconfig})\n"
+        f"  temporal         {temporal.address}   UI {ui}\n"
+        f"  node             {opts.node_name}   filesystem under {opts.node_root or opts.home / 'node'}",
+        flush=True,
+    )
+
+
+def _print_ready(obj: dict[str, Any], *, settings: Settings, kube: Any, node: str) -> None:
+    status = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    print(
+        f"{obj['kind']}/{obj['metadata']['name']} is Ready on {', '.join(status.get('nodesReady') or [])}: "
+        f"{spec.get('modelArchitecture')} {spec.get('modelParameterSize')} "
+        f"(maxTokens {spec.get('maxTokens')}) at {settings.node.root}{spec.get('storage', {}).get('path')}",
+        flush=True,
+    )
+    try:
+        cm = kube.get_configmap(settings.kube.agent_namespace, node)
+        for key, value in sorted((cm.get("data") or {}).items()):
+            print(f"  ConfigMap {settings.kube.agent_namespace}/{node} [{key}] = {value}", flush=True)
+    except Exception as e:  # a report line only
+        print(f"  (ConfigMap not readable: {e})", file=sys.stderr)

@@ -1,0 +1,160 @@
+"""Process assembly: connect to Temporal and build the control and node workers.
+
+The control worker (queue `modelferry-control`) runs the workflows and the activities that only
+talk to the Kubernetes API. A node worker polls one node's queue and runs the activities that
+touch the node's disk; it is the only place model bytes are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
+
+from activities.download import DownloadActivities
+from activities.files import FilesActivities
+from activities.kube import KubeClient
+from activities.label import LabelActivities
+from activities.nodeworker import NodeWorkerActivities
+from activities.parse import ParseActivities
+from activities.resources import ResourceActivities
+from modelferry.names import CONTROL_TASK_QUEUE, node_task_queue
+from modelferry.settings import Settings
+from workflows.model import ModelWorkflow
+from workflows.node import NodeWorkflow
+
+WORKFLOWS = [ModelWorkflow, NodeWorkflow]
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    t = settings.temporal
+    tls: TLSConfig | bool = False
+    if t.tls or t.tls_client_cert_path or t.tls_server_ca_path:
+        tls = TLSConfig(
+            server_root_ca_cert=t.tls_server_ca_path.read_bytes() if t.tls_server_ca_path else None,
+            client_cert=t.tls_client_cert_path.read_bytes() if t.tls_client_cert_path else None,
+            client_private_key=t.tls_client_key_path.read_bytes() if t.tls_client_key_path else None,
+        )
+    api_key = None
+    if t.api_key_env:
+        import os
+
+        api_key = os.environ.get(t.api_key_env) or None
+    return await Client.connect(
+        t.address,
+        namespace=t.namespace,
+        tls=tls,
+        api_key=api_key,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def control_activities(*, kube: KubeClient, settings: Settings) -> list[Any]:
+    resources = ResourceActivities(kube=kube)
+    labels = LabelActivities(kube=kube, agent_namespace=settings.kube.agent_namespace)
+    workers = NodeWorkerActivities(kube=kube, settings=settings)
+    return [
+        resources.ensure_finalizer,
+        resources.release_finalizer,
+        resources.plan_placement,
+        resources.write_spec_metadata,
+        resources.write_model_status,
+        labels.set_node_model_status,
+        labels.remove_node_model_status,
+        workers.ensure_node_worker,
+    ]
+
+
+def node_activities(*, kube: KubeClient | None, settings: Settings) -> list[Any]:
+    download = DownloadActivities(settings=settings, secrets=kube)
+    files = FilesActivities(settings=settings)
+    parse = ParseActivities(settings=settings)
+    return [
+        download.download_model,
+        files.verify_model,
+        files.activate_model_version,
+        files.remove_model_files,
+        parse.parse_model,
+    ]
+
+
+def build_control_worker(*, client: Client, kube: KubeClient, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=CONTROL_TASK_QUEUE,
+        workflows=WORKFLOWS,
+        activities=control_activities(kube=kube, settings=settings),
+        activity_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="control-activity"),
+        max_concurrent_activities=32,
+    )
+
+
+class IdleTracker(Interceptor):
+    """Knows when the worker last ran an activity, so a Job-mode worker can exit when idle."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.last_active = time.monotonic()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        tracker = self
+
+        class _Tracking(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                tracker.running += 1
+                try:
+                    return await super().execute_activity(input)
+                finally:
+                    tracker.running -= 1
+                    tracker.last_active = time.monotonic()
+
+        return _Tracking(next)
+
+    def idle_for(self) -> float:
+        return 0.0 if self.running else time.monotonic() - self.last_active
+
+
+def build_node_worker(
+    *,
+    client: Client,
+    node: str,
+    kube: KubeClient | None,
+    settings: Settings,
+    task_queue: str | None = None,
+    idle: IdleTracker | None = None,
+) -> Worker:
+    slots = settings.worker.max_concurrent_activities
+    return Worker(
+        client,
+        task_queue=task_queue or node_task_queue(node),
+        activities=node_activities(kube=kube, settings=settings),
+        activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="node-activity"),
+        max_concurrent_activities=slots,
+        interceptors=[idle] if idle else [],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_until_idle(worker: Worker, idle: IdleTracker, *, idle_exit_seconds: float) -> None:
+    """Run the worker; return once no activity has run for `idle_exit_seconds`."""
+    task = asyncio.create_task(worker.run())
+    try:
+        while not task.done():
+            await asyncio.sleep(min(5.0, max(idle_exit_seconds / 4, 0.2)))
+            if idle.idle_for() >= idle_exit_seconds:
+                break
+    finally:
+        if not task.done():
+            await worker.shutdown()
+        await task

@@ -1,0 +1,84 @@
+"""The Temporal side of the watcher: signal-with-start on each model's stable workflow ID.
+
+`start_workflow(..., start_signal=..., id_conflict_policy=USE_EXISTING)` starts the workflow if it
+is not running and otherwise only delivers the signal, so a watcher restart or a resync never
+creates a duplicate. Search attributes set at start make a model's history findable with
+`temporal workflow list --query 'ModelName="x"'`.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client, RPCError, WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCStatusCode
+
+from modelferry.messages import ModelRef, ModelRevision, ModelWorkflowInput, PipelineOptions
+from modelferry.names import CONTROL_TASK_QUEUE, model_workflow_id
+from workflows.model import ModelWorkflow
+from workflows.policies import SA_MODEL_KIND, SA_MODEL_NAME, SA_MODEL_NAMESPACE, SA_STORAGE_URI
+
+
+def workflow_id_for(ref: ModelRef) -> str:
+    return model_workflow_id(kind=ref.kind, namespace=ref.namespace, name=ref.name)
+
+
+class TemporalGateway:
+    def __init__(self, *, client: Client, options: PipelineOptions | None = None) -> None:
+        self._client = client
+        self._options = options or PipelineOptions()
+
+    async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
+        storage_uri = str((revision.spec.get("storage") or {}).get("storageUri") or "")
+        attributes = TypedSearchAttributes(
+            [
+                SA_MODEL_NAME.value_set(ref.name),
+                SA_MODEL_NAMESPACE.value_set(ref.namespace or ""),
+                SA_MODEL_KIND.value_set(ref.kind.value),
+                SA_STORAGE_URI.value_set(storage_uri),
+            ]
+        )
+        await self._client.start_workflow(
+            ModelWorkflow.run,
+            ModelWorkflowInput(ref=ref, revision=revision, options=self._options),
+            id=workflow_id_for(ref),
+            task_queue=CONTROL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="apply_revision",
+            start_signal_args=[revision],
+            search_attributes=attributes,
+        )
+
+    def _handle(self, ref: ModelRef) -> WorkflowHandle:
+        return self._client.get_workflow_handle(workflow_id_for(ref))
+
+    async def delete_model(self, *, ref: ModelRef, revision: ModelRevision | None = None) -> None:
+        try:
+            await self._handle(ref).signal(ModelWorkflow.request_delete)
+            return
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+        # No running workflow (it failed, was terminated, or never started): start one whose only
+        # job is the cleanup, so nothing is left on the nodes and the finalizer is released.
+        await self._client.start_workflow(
+            ModelWorkflow.run,
+            ModelWorkflowInput(
+                ref=ref,
+                revision=revision or ModelRevision(generation=0, spec={}, uid=ref.uid),
+                delete_requested=True,
+                options=self._options,
+            ),
+            id=workflow_id_for(ref),
+            task_queue=CONTROL_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="request_delete",
+        )
+
+    async def placement_changed(self, *, ref: ModelRef, reason: str) -> None:
+        try:
+            await self._handle(ref).signal(ModelWorkflow.placement_changed, reason)
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise

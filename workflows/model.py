@@ -1,0 +1,273 @@
+"""`ModelWorkflow`: one durable workflow per model resource (ID from kind/namespace/name).
+
+It holds the latest revision the watcher signalled, plans placement, and runs one `NodeWorkflow`
+child per node that must get (or lose) the model, in parallel. It writes parsed metadata into the
+spec once per delivery (not once per node), and the aggregated status whenever it changes. On a
+delete request it removes the model from every node it reached, then releases the finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.resources import ResourceActivities
+    from modelferry.lifecycle import delivery_fingerprint
+    from modelferry.messages import (
+        ModelRefInput,
+        ModelRevision,
+        ModelWorkflowInput,
+        NodeOutcome,
+        NodeWorkflowInput,
+        PlanPlacementInput,
+        PlanPlacementResult,
+        WriteModelStatusInput,
+        WriteSpecMetadataInput,
+    )
+    from modelferry.modelstatus import desired_status
+    from modelferry.names import CONTROL_TASK_QUEUE, node_workflow_id
+    from modelferry.nodestatus import NodeModelStatus
+    from workflows.failures import describe_failure
+    from workflows.node import NodeWorkflow, skip_config_parsing
+    from workflows.policies import (
+        KUBE_WRITE_RETRY,
+        KUBE_WRITE_TIMEOUT,
+        MAX_HISTORY_EVENTS,
+        SA_MODEL_STATE,
+        SA_NODE_NAMES,
+    )
+
+
+@workflow.defn(name="ModelWorkflow")
+class ModelWorkflow:
+    def __init__(self) -> None:
+        self._revision: ModelRevision | None = None
+        self._dirty = True
+        self._delete = False
+        self._nodes: dict[str, NodeOutcome] = {}
+        self._last_status: dict | None = None
+        self._metadata_written_for = ""
+        self._state = ""
+        self._started_for_delete = False
+
+    # --- signals and queries ----------------------------------------------------------------
+
+    @workflow.signal(name="apply_revision")
+    def apply_revision(self, revision: ModelRevision) -> None:
+        current = self._revision
+        if current is None or revision.uid != current.uid or revision.generation > current.generation:
+            self._revision = revision
+            self._dirty = True
+
+    @workflow.signal(name="request_delete")
+    def request_delete(self) -> None:
+        self._delete = True
+
+    @workflow.signal(name="placement_changed")
+    def placement_changed(self, reason: str) -> None:
+        workflow.logger.info("placement changed: %s", reason)
+        self._dirty = True
+
+    @workflow.query(name="nodes")
+    def nodes(self) -> dict[str, NodeOutcome]:
+        return dict(self._nodes)
+
+    @workflow.query(name="state")
+    def state(self) -> str:
+        return self._state
+
+    # --- main loop --------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: ModelWorkflowInput) -> str:
+        self._ref = inp.ref
+        self._options = inp.options
+        self.apply_revision(inp.revision)
+        self._nodes = dict(inp.nodes)
+        self._metadata_written_for = inp.spec_metadata_written_for
+        self._delete = self._delete or inp.delete_requested
+        self._started_for_delete = inp.delete_requested and not inp.nodes
+        if not self._delete:
+            await self._control(ResourceActivities.ensure_finalizer, ModelRefInput(ref=self._ref))
+        while True:
+            if self._delete:
+                await self._delete_everywhere()
+                return "Deleted"
+            if self._dirty:
+                self._dirty = False
+                await self._reconcile()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                assert self._revision is not None
+                workflow.continue_as_new(
+                    ModelWorkflowInput(
+                        ref=self._ref,
+                        revision=self._revision,
+                        nodes=self._nodes,
+                        delete_requested=self._delete,
+                        spec_metadata_written_for=self._metadata_written_for,
+                        options=self._options,
+                    )
+                )
+            retry_failed = any(
+                o.state == NodeModelStatus.FAILED and o.retryable for o in self._nodes.values()
+            )
+            timeout = timedelta(seconds=self._options.failed_node_retry_seconds) if retry_failed else None
+            try:
+                await workflow.wait_condition(lambda: self._dirty or self._delete, timeout=timeout)
+            except asyncio.TimeoutError:
+                self._dirty = True  # time to retry nodes whose failure may have been temporary
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+
+    async def _control(self, method, arg):  # type: ignore[no-untyped-def]
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=CONTROL_TASK_QUEUE,
+            start_to_close_timeout=KUBE_WRITE_TIMEOUT,
+            retry_policy=KUBE_WRITE_RETRY,
+        )
+
+    async def _plan(self) -> PlanPlacementResult:
+        assert self._revision is not None
+        return await self._control(
+            ResourceActivities.plan_placement, PlanPlacementInput(ref=self._ref, spec=self._revision.spec)
+        )
+
+    def _needs_delivery(self, node: str, fingerprint: str, generation: int) -> bool:
+        outcome = self._nodes.get(node)
+        if outcome is None or outcome.fingerprint != fingerprint:
+            return True
+        if outcome.state == NodeModelStatus.READY:
+            return False
+        # A permanent failure waits for a new generation (a fixed spec or secret reference).
+        return outcome.retryable or outcome.generation != generation
+
+    async def _reconcile(self) -> None:
+        revision = self._revision
+        assert revision is not None
+        fingerprint = delivery_fingerprint(revision.spec)
+        plan = await self._plan()
+        to_remove = sorted(n for n in self._nodes if n not in plan.eligible)
+        to_deliver = [n for n in plan.eligible if self._needs_delivery(n, fingerprint, revision.generation)]
+        for node in to_deliver:
+            self._nodes[node] = NodeOutcome(
+                node=node, state=NodeModelStatus.UPDATING.value, generation=revision.generation
+            )
+        await self._write_status(plan.eligible, plan)
+
+        existing = set(plan.existing_nodes)
+        runs = [self._run_node(node, "deliver", revision, node_exists=True) for node in to_deliver]
+        runs += [self._run_node(node, "remove", revision, node_exists=node in existing) for node in to_remove]
+        # Children run while signals keep arriving: a delete, or a revision that changes where the
+        # bytes come from, cancels the in-flight node work instead of waiting hours for it.
+        batch = asyncio.ensure_future(asyncio.gather(*runs))
+        await workflow.wait_condition(
+            lambda: batch.done() or self._delete or self._superseded(fingerprint)
+        )
+        if not batch.done():
+            batch.cancel()
+        try:
+            outcomes = await batch
+        except asyncio.CancelledError:
+            self._dirty = True
+            return
+        for outcome in outcomes:
+            if outcome.state == NodeModelStatus.DELETED:
+                self._nodes.pop(outcome.node, None)
+            else:
+                self._nodes[outcome.node] = outcome
+
+        await self._write_spec_metadata(revision, fingerprint)
+        await self._write_status(plan.eligible, plan)
+
+    def _superseded(self, fingerprint: str) -> bool:
+        return self._revision is not None and delivery_fingerprint(self._revision.spec) != fingerprint
+
+    async def _run_node(self, node: str, action: str, revision: ModelRevision, *, node_exists: bool) -> NodeOutcome:
+        try:
+            return await workflow.execute_child_workflow(
+                NodeWorkflow.run,
+                NodeWorkflowInput(
+                    ref=self._ref,
+                    revision=revision,
+                    node=node,
+                    action=action,
+                    node_exists=node_exists,
+                    options=self._options,
+                ),
+                id=node_workflow_id(model_workflow_id=workflow.info().workflow_id, node_name=node),
+                task_queue=CONTROL_TASK_QUEUE,
+            )
+        except (ChildWorkflowError, ActivityError) as err:
+            failure = describe_failure(err.cause if isinstance(err, ChildWorkflowError) and err.cause else err)
+            state = NodeModelStatus.FAILED.value
+            return NodeOutcome(
+                node=node,
+                state=state,
+                reason=failure.reason,
+                message=failure.message,
+                generation=revision.generation,
+                fingerprint=delivery_fingerprint(revision.spec),
+                retryable=True,
+            )
+
+    async def _write_spec_metadata(self, revision: ModelRevision, fingerprint: str) -> None:
+        if self._metadata_written_for == fingerprint or skip_config_parsing(revision.annotations):
+            return
+        for node in sorted(self._nodes):
+            outcome = self._nodes[node]
+            if outcome.state == NodeModelStatus.READY and outcome.fingerprint == fingerprint and outcome.metadata:
+                await self._control(
+                    ResourceActivities.write_spec_metadata,
+                    WriteSpecMetadataInput(ref=self._ref, metadata=outcome.metadata),
+                )
+                self._metadata_written_for = fingerprint
+                return
+
+    async def _write_status(self, eligible: list[str], plan: PlanPlacementResult, *, deleting: bool = False) -> None:
+        assert self._revision is not None
+        disabled = bool(self._revision.spec.get("disabled"))
+        reasons = "; ".join(f"{n}: {r}" for n, r in sorted(plan.excluded.items())[:5])
+        status = desired_status(
+            generation=self._revision.generation,
+            eligible=eligible,
+            outcomes=self._nodes,
+            no_nodes_reason="Disabled" if disabled else "NoEligibleNodes",
+            no_nodes_message="the model is disabled" if disabled else (reasons or "the cluster has no nodes"),
+            deleting=deleting,
+        )
+        if status == self._last_status:
+            return
+        await self._control(ResourceActivities.write_model_status, WriteModelStatusInput(ref=self._ref, status=status))
+        self._last_status = status
+        self._state = status["state"]
+        workflow.upsert_search_attributes(
+            [
+                SA_MODEL_STATE.value_set(status["state"]),
+                SA_NODE_NAMES.value_set(sorted(self._nodes)),
+            ]
+        )
+
+    async def _delete_everywhere(self) -> None:
+        revision = self._revision
+        assert revision is not None
+        plan = await self._plan()
+        await self._write_status(sorted(self._nodes), plan, deleting=True)
+        existing = set(plan.existing_nodes)
+        nodes = sorted(self._nodes)
+        if not nodes and self._started_for_delete and self._revision.spec:
+            # A cleanup-only run does not know where the model went: sweep every node.
+            nodes = sorted(existing)
+        await asyncio.gather(
+            *(self._run_node(n, "remove", revision, node_exists=n in existing) for n in nodes)
+        )
+        self._nodes.clear()
+        await self._control(ResourceActivities.release_finalizer, ModelRefInput(ref=self._ref))
