@@ -170,4 +170,5 @@ class NodeWorkflowInput(_Message):
     revision: ModelRevision
     node: str
     action: str = "deliver"  # deliver | remove
+    node_exists: bool = True
     options: PipelineOptions = Field(default_factory=PipelineOptions)
