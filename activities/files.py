@@ -16,7 +16,7 @@ from temporalio import activity
 
 from activities.download import storage_path_of
 from activities.errors import typed_failures
-from activities.storage.verify import verify_model_dir
+from activities.verify import verify_model_dir
 from modelferry.errors import PermanentError
 from modelferry.layout import ModelLayout, model_layout
 from modelferry.messages import NodeModelInput, RemoveModelFilesResult, VerifyModelResult
