@@ -125,9 +125,14 @@ def build_crd(kind: ModelKind) -> dict[str, Any]:
     }
 
 
+def build_crds() -> list[dict[str, Any]]:
+    """The CRDs of all three kinds, in ModelKind order."""
+    return [build_crd(k) for k in ModelKind]
+
+
 def render_files() -> dict[str, str]:
     """File name -> text of every file in `deploy/crd/`, the kustomization included."""
-    files = {crd_file_name(k): _HEADER + _dump(build_crd(k)) for k in ModelKind}
+    files = {crd_file_name(ModelKind(c["spec"]["names"]["kind"])): _HEADER + _dump(c) for c in build_crds()}
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
