@@ -48,7 +48,7 @@ def crd_manifests() -> list[dict[str, Any]]:
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                     docs.append(doc)
     if not docs:
-        from modelferry.spec.crd import build_crds  # generated from the same pydantic models
+        from modelferry.spec.crdgen import build_crds  # generated from the same pydantic models
 
         docs = list(build_crds())
     return docs
