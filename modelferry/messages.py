@@ -61,6 +61,7 @@ class PipelineOptions(_Message):
     node_schedule_to_start_seconds: float = 600.0
     download_timeout_seconds: float = 48 * 3600.0
     failed_node_retry_seconds: float = 1800.0
+    download_heartbeat_seconds: float = 30.0  # heartbeats reach the server every 0.8 x this
 
 
 class ModelWorkflowInput(_Message):

@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from modelferry.storage_uri import PvcUri, parse_storage_uri
     from workflows.failures import describe_failure
     from workflows.policies import (
-        DOWNLOAD_HEARTBEAT,
         DOWNLOAD_RETRY,
         FILES_TIMEOUT,
         KUBE_WRITE_RETRY,
@@ -100,7 +99,7 @@ class NodeWorkflow:
                 task_queue=queue,
                 schedule_to_start_timeout=schedule_to_start,
                 start_to_close_timeout=timedelta(seconds=inp.options.download_timeout_seconds),
-                heartbeat_timeout=DOWNLOAD_HEARTBEAT,
+                heartbeat_timeout=timedelta(seconds=inp.options.download_heartbeat_seconds),
                 retry_policy=DOWNLOAD_RETRY,
             )
             node_input = node_input.model_copy(update={"version_id": downloaded.version_id})

@@ -25,9 +25,9 @@ DOWNLOAD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=8,
 )
-# Heartbeats are throttled to 0.8 x this, so a checkpoint reaches the server at least every ~24 s
+# The download heartbeat timeout is PipelineOptions.download_heartbeat_seconds (default 30 s):
+# heartbeats are throttled to 0.8 x it, so a checkpoint reaches the server at least every ~24 s
 # and a killed worker is noticed within 30 s.
-DOWNLOAD_HEARTBEAT = timedelta(seconds=30)
 
 NODE_LOCAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
