@@ -1,0 +1,189 @@
+"""Carry out one decision of `watcher.decide`, and retry it with backoff while retrying can help.
+
+Apply, Delete and PlacementChanged go to the `WorkflowGateway` (Temporal); MarkInvalid writes the
+resource's status subresource through the Kubernetes client: state Failed and a `Ready=False`
+condition with reason InvalidSpec naming the field and the rule, for the generation it judged.
+
+Retrying follows the two kinds of `modelferry.errors`: a temporary error (Temporal or the API
+server down, a conflict, anything unknown) is retried with capped exponential backoff, honouring
+`retry_after`; a permanent one (forbidden, not found, invalid) is logged and given up, and the next
+event for the object decides afresh. While a retry waits, a newer event for the same object may
+arrive: an Apply, PlacementChanged or MarkInvalid then stops (the newer event is decided against
+the same knowledge, so nothing is lost); a Delete is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from modelferry.errors import TemporaryError, is_retryable
+from modelferry.names import ModelKind
+from modelferry.spec.status import ModelState
+from watcher.decide import (
+    INVALID_SPEC_REASON,
+    READY_CONDITION,
+    Apply,
+    Decision,
+    Delete,
+    Ignore,
+    MarkInvalid,
+    PlacementChanged,
+)
+from watcher.gateway import WorkflowGateway
+
+log = logging.getLogger(__name__)
+
+
+class StatusWriter(Protocol):
+    """Writes a model's status subresource (blocking; implemented by `watcher.kube.KubeClient`)."""
+
+    def patch_model_status(
+        self, *, kind: ModelKind, namespace: str | None, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.1  # ± fraction, so many failing objects do not retry in lockstep
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.maximum, self.initial * self.factor**attempt)
+        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    GAVE_UP = "gave up"  # a permanent error
+    SUPERSEDED = "superseded"  # a newer event for the object arrived while retrying
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def invalid_status_patch(decision: MarkInvalid, *, now: datetime) -> dict[str, Any]:
+    """The merge patch for the status subresource: Failed, Ready=False/InvalidSpec, other
+    conditions kept as they are (a merge patch replaces the whole list)."""
+    previous = next((c for c in decision.conditions if c.get("type") == READY_CONDITION), None)
+    since = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if previous is not None and previous.get("status") == "False" and previous.get("lastTransitionTime"):
+        since = str(previous["lastTransitionTime"])  # still False: the transition happened earlier
+    ready = {
+        "type": READY_CONDITION,
+        "status": "False",
+        "reason": INVALID_SPEC_REASON,
+        "message": decision.message,
+        "lastTransitionTime": since,
+        "observedGeneration": decision.generation,
+    }
+    others = [dict(c) for c in decision.conditions if c.get("type") != READY_CONDITION]
+    return {
+        "status": {
+            "state": ModelState.FAILED.value,
+            "observedGeneration": decision.generation,
+            "conditions": [*others, ready],
+        }
+    }
+
+
+async def carry_out(
+    decision: Decision,
+    *,
+    gateway: WorkflowGateway,
+    status_writer: StatusWriter,
+    now: Callable[[], datetime] = _utc_now,
+) -> None:
+    """Perform one decision once; raises whatever the gateway or the API raised."""
+    match decision:
+        case Apply(ref=ref, revision=revision):
+            await gateway.apply_model(ref=ref, revision=revision)
+        case Delete(ref=ref):
+            await gateway.delete_model(ref=ref)
+        case PlacementChanged(ref=ref, reason=reason):
+            await gateway.placement_changed(ref=ref, reason=reason)
+        case MarkInvalid(ref=ref):
+            body = invalid_status_patch(decision, now=now())
+            await asyncio.to_thread(
+                status_writer.patch_model_status,
+                kind=ref.kind,
+                namespace=ref.namespace,
+                name=ref.name,
+                body=body,
+            )
+        case Ignore():
+            pass
+
+
+async def carry_out_with_retry(
+    decision: Decision,
+    *,
+    gateway: WorkflowGateway,
+    status_writer: StatusWriter,
+    backoff: Backoff,
+    superseded: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """Carry out `decision`, retrying temporary failures until done, superseded or permanent."""
+    attempt = 0
+    droppable = not isinstance(decision, Delete)
+    while True:
+        try:
+            await carry_out(decision, gateway=gateway, status_writer=status_writer)
+            if attempt:
+                log.info("%s succeeded after %d retries", _describe(decision), attempt)
+            return Outcome.DONE
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not is_retryable(error):
+                log.error("%s failed permanently: %s", _describe(decision), error)
+                return Outcome.GAVE_UP
+            if droppable and superseded():
+                log.info("%s failed; a newer event supersedes it: %s", _describe(decision), error)
+                return Outcome.SUPERSEDED
+            retry_after = error.retry_after if isinstance(error, TemporaryError) else None
+            delay = retry_after if retry_after is not None else backoff.delay(attempt)
+            attempt += 1
+            log.warning(
+                "%s failed (attempt %d), retrying in %.1fs: %s", _describe(decision), attempt, delay, error
+            )
+            await asyncio.sleep(delay)
+            if droppable and superseded():
+                return Outcome.SUPERSEDED
+
+
+def _describe(decision: Decision) -> str:
+    ref = getattr(decision, "ref", None)
+    where = ref.display() if ref is not None else ""
+    return f"{type(decision).__name__} {where}".strip()
+
+
+def describe_decisions(decisions: list[Decision] | tuple[Decision, ...]) -> list[Mapping[str, Any]]:
+    """A log-friendly summary of decisions (type, ref, and the detail that matters)."""
+    summary: list[Mapping[str, Any]] = []
+    for d in decisions:
+        item: dict[str, Any] = {"decision": type(d).__name__}
+        if isinstance(d, Ignore):
+            item["why"] = d.why
+        else:
+            item["ref"] = d.ref.display()
+        if isinstance(d, Apply):
+            item["generation"] = d.revision.generation
+        if isinstance(d, PlacementChanged | Delete):
+            item["reason"] = d.reason if isinstance(d, PlacementChanged) else d.why
+        if isinstance(d, MarkInvalid):
+            item["message"] = d.message
+        summary.append(item)
+    return summary
