@@ -160,8 +160,14 @@ def list_with_retries(
                 raise
             retry_after = error.retry_after if isinstance(error, TemporaryError) else None
             delay = backoff_delay(failures, options=options, retry_after=retry_after)
-            log.info("listing %s: %s; retry %d/%d in %.2fs", backend.describe(), error, failures,
-                     options.retries, delay)
+            log.info(
+                "listing %s: %s; retry %d/%d in %.2fs",
+                backend.describe(),
+                error,
+                failures,
+                options.retries,
+                delay,
+            )
             if cancel.wait(delay):
                 raise DownloadCancelledError(f"cancelled while listing {backend.describe()}") from error
 
@@ -208,6 +214,7 @@ class _ModelRun:
             options=options,
             progress=self.tracker,
             stop=self.stop,
+            cancel=cancel,
         )
         workers = [
             threading.Thread(target=self._worker, args=(ctx,), name=f"file-worker-{i}", daemon=True)
@@ -217,8 +224,6 @@ class _ModelRun:
             worker.start()
         try:
             while alive := [w for w in workers if w.is_alive()]:
-                if cancel.is_set():
-                    self.stop.set()
                 alive[0].join(TICK)
                 self.tracker.maybe_emit()
         finally:
@@ -237,7 +242,9 @@ class _ModelRun:
         if layout.partial_dir.is_dir() and not layout.partial_dir.is_symlink():
             shutil.rmtree(layout.partial_dir, ignore_errors=True)
         write_manifest(
-            layout.manifest, revision=self.listing.revision, source=self.backend.describe(),
+            layout.manifest,
+            revision=self.listing.revision,
+            source=self.backend.describe(),
             files=self.records.values(),
         )
         remove_file(layout.journal)
@@ -251,7 +258,7 @@ class _ModelRun:
         )
 
     def _worker(self, ctx: TransferContext) -> None:
-        while not self.stop.is_set():
+        while not ctx.stopping():
             with self.lock:
                 if not self.queue:
                     return
@@ -277,7 +284,9 @@ class _ModelRun:
         try:
             self.layout.state_dir.mkdir(exist_ok=True)
             write_journal(
-                self.layout.journal, revision=self.listing.revision, source=self.backend.describe(),
+                self.layout.journal,
+                revision=self.listing.revision,
+                source=self.backend.describe(),
                 records=list(self.records.values()),
             )
             self._journal_at, self._journal_dirty = time.monotonic(), False

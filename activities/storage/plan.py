@@ -169,4 +169,3 @@ def _same_content(
 
 def _inside(root: Path, target: Path) -> bool:
     return Path(os.path.realpath(target.parent)).is_relative_to(root.resolve())
-

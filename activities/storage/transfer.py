@@ -73,7 +73,11 @@ class TransferContext:
     revision: str
     options: DownloadOptions
     progress: ProgressTracker
-    stop: threading.Event  # set on cancel or on another file's failure
+    stop: threading.Event  # set when another file failed
+    cancel: threading.Event  # the caller's cancel
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.cancel.is_set()
 
 
 @dataclass(eq=False)
@@ -208,7 +212,7 @@ class _FileTransfer:
         try:
             while pending or running:
                 self.wake.clear()
-                if self.ctx.stop.is_set():
+                if self.ctx.stopping():
                     raise StopRequested
                 now = time.monotonic()
                 for attempt in list(running):
@@ -260,7 +264,13 @@ class _FileTransfer:
         delay = backoff_delay(part.failures, options=self.options, retry_after=retry_after)
         log.info(
             "%s bytes %d-%d: %s; retry %d/%d in %.2fs",
-            self.remote.name, part.cursor, part.end, error, part.failures, self.options.retries, delay,
+            self.remote.name,
+            part.cursor,
+            part.end,
+            error,
+            part.failures,
+            self.options.retries,
+            delay,
         )
         part.not_before = now + delay
         pending.append(part)
@@ -291,7 +301,7 @@ class _FileTransfer:
                 batch: list[bytes] = []
                 size = 0
                 for chunk in chunks:
-                    if attempt.abandoned or self.ctx.stop.is_set():
+                    if attempt.abandoned or self.ctx.stopping():
                         return
                     attempt.last_progress = time.monotonic()
                     if not chunk:
@@ -360,7 +370,7 @@ def ensure_dir_inside(root: Path, directory: Path) -> None:
             if not current.resolve().is_relative_to(root_real):
                 raise UnsafePathError(f"{current}: a symlink on the way leads outside {root}")
         elif not current.exists():
-            current.mkdir()
+            current.mkdir(exist_ok=True)  # another file worker may create it at the same moment
         if not current.is_dir():
             raise UnsafePathError(f"{current}: exists and is not a directory")
 

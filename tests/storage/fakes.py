@@ -53,7 +53,9 @@ class Truncate:
 Fault = Reset | Raise | Stall | Corrupt | Truncate
 
 
-def make_remote(name: str, data: bytes, *, digests: tuple[str, ...] = ("sha256",), part_size: int = 0) -> RemoteFile:
+def make_remote(
+    name: str, data: bytes, *, digests: tuple[str, ...] = ("sha256",), part_size: int = 0
+) -> RemoteFile:
     kwargs: dict[str, object] = {}
     if "sha256" in digests:
         kwargs["sha256"] = hashlib.sha256(data).hexdigest()
