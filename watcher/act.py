@@ -15,6 +15,7 @@ the same knowledge, so nothing is lost); a Delete is never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -134,13 +135,19 @@ async def carry_out_with_retry(
     status_writer: StatusWriter,
     backoff: Backoff,
     superseded: Callable[[], bool] = lambda: False,
+    slots: asyncio.Semaphore | None = None,
 ) -> Outcome:
-    """Carry out `decision`, retrying temporary failures until done, superseded or permanent."""
+    """Carry out `decision`, retrying temporary failures until done, superseded or permanent.
+
+    `slots` bounds concurrent attempts across objects; it is held per attempt, never while
+    waiting to retry, so objects that keep failing cannot starve the others.
+    """
     attempt = 0
     droppable = not isinstance(decision, Delete)
     while True:
         try:
-            await carry_out(decision, gateway=gateway, status_writer=status_writer)
+            async with slots or contextlib.nullcontext():
+                await carry_out(decision, gateway=gateway, status_writer=status_writer)
             if attempt:
                 log.info("%s succeeded after %d retries", _describe(decision), attempt)
             return Outcome.DONE

@@ -9,7 +9,8 @@ Each object (a model key, or a node name) has its own FIFO drained by its own ta
 demand and gone when the queue is empty. An event stays at the head of its queue while its
 decisions are carried out, so a retrying act can see that a newer event is waiting
 (`superseded`). Acting is bounded by `max_parallel` so a resync of thousands of objects does not
-open thousands of Temporal calls at once. `known` is only updated after an act succeeded.
+open thousands of Temporal calls at once; a slot is held per attempt, not while waiting to retry.
+`known` is only updated after an act succeeded.
 """
 
 from __future__ import annotations
@@ -177,14 +178,14 @@ class Controller:
     async def _act(self, decision: Decision, superseded: Callable[[], bool]) -> Outcome:
         if isinstance(decision, Ignore):
             return Outcome.DONE
-        async with self._slots:
-            return await carry_out_with_retry(
-                decision,
-                gateway=self._gateway,
-                status_writer=self._status_writer,
-                backoff=self._backoff,
-                superseded=superseded,
-            )
+        return await carry_out_with_retry(
+            decision,
+            gateway=self._gateway,
+            status_writer=self._status_writer,
+            backoff=self._backoff,
+            superseded=superseded,
+            slots=self._slots,
+        )
 
     @staticmethod
     def _log(event: Event, decisions: list[Decision], all_done: bool) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the watcher tests: the cluster backends the behaviour tests run against."""
+"""Fixtures for the watcher tests: the cluster backends the behaviour tests run against — an
+in-memory fake and the embedded API server (real HTTP, the official client, real watch rules)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import pytest
 from watcher_fakes import FakeBackend
 
 
-@pytest.fixture(params=["fake"])
+@pytest.fixture(params=["fake", "embedded"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
-    made = FakeBackend()
+    if request.param == "embedded":
+        from watcher_embedded import EmbeddedBackend
+
+        made: Any = EmbeddedBackend()
+    else:
+        made = FakeBackend()
     try:
         yield made
     finally:

@@ -120,6 +120,16 @@ async def test_a_failing_act_is_retried_without_blocking_other_objects(backend: 
         assert len(w.handled_for("stuck")) == 1  # one event, carried out after several attempts
 
 
+async def test_objects_waiting_to_retry_hold_no_slot(backend: Any) -> None:
+    gateway = RecordingGateway(down={"stuck-1", "stuck-2"})
+    backend.create(fresh("stuck-1"))
+    backend.create(fresh("stuck-2"))
+    async with watching(backend, gateway, max_parallel=1):
+        await until(lambda: gateway.attempts >= 4)
+        backend.create(fresh("free"))
+        await until(lambda: [c[1].name for c in gateway.of("apply")] == ["free"])
+
+
 async def test_a_restarted_watcher_applies_the_same_generation_again(backend: Any) -> None:
     """A new watcher knows nothing, so it re-applies every model; the gateway sees the same
     generation and uid again, and the workflow (stable ID, signal-with-start) drops it."""
