@@ -118,10 +118,10 @@ def fetch_file(ctx: TransferContext, remote: RemoteFile, name: PurePosixPath) ->
             discard_partial(paths)
             ctx.progress.file_reset(remote.name)
             if attempt == 2:
+                detail = error.message.removeprefix(f"{remote.name}: ")
                 raise PersistentChecksumMismatchError(
-                    f"{remote.name}: checksum mismatch again after a fresh download from "
-                    f"{ctx.backend.describe()} ({error.message}); the source's bytes do not match "
-                    "what it promises"
+                    f"{remote.name}: {detail} again after a fresh download from "
+                    f"{ctx.backend.describe()}; the source's bytes do not match what it promises"
                 ) from error
             log.warning("%s; fetching it again from scratch", error.message)
         except StopRequested:
