@@ -53,7 +53,8 @@ def load_json_file(path: Path, *, max_bytes: int = CONFIG_MAX_BYTES) -> Any:
 
 def decode_json(data: bytes | str, *, source: str) -> Any:
     try:
-        return json.loads(data)
+        # JSON files are UTF-8 (a BOM is tolerated); json.loads would guess UTF-16/32 from bytes.
+        return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
     except RecursionError:
         raise MetadataParseError(f"{source}: JSON is nested too deeply") from None
     except UnicodeDecodeError:
@@ -64,6 +65,13 @@ def decode_json(data: bytes | str, *, source: str) -> Any:
         ) from None
     except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
         raise MetadataParseError(f"{source}: invalid JSON: {e}") from None
+
+
+def show_number(value: int | float) -> str:
+    """A number for an error message, without printing hundreds of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"{'-' if value < 0 else ''}<{value.bit_length()}-bit integer>"
+    return repr(value)
 
 
 def _type_name(value: object) -> str:
@@ -131,12 +139,10 @@ class ConfigView:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self.fail(key, f"expected an integer, got {_type_name(value)}")
-            if isinstance(value, float):
-                if not math.isfinite(value) or value != int(value):
-                    raise self.fail(key, f"expected an integer, got {value!r}")
-                value = int(value)
+            if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+                raise self.fail(key, f"expected an integer, got {value!r}")
             if value < lo or value > hi:
-                raise self.fail(key, f"{value} is out of range ({lo}..{hi})")
+                raise self.fail(key, f"{show_number(value)} is out of range ({lo}..{hi})")
             return int(value)
         return default
 

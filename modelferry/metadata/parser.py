@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelferry.errors import MetadataParseError
 from modelferry.metadata.capabilities import detect_capabilities, detect_chat_tuned
 from modelferry.metadata.config_view import ConfigView, MissingKeyError, load_json_file
@@ -178,18 +180,23 @@ def _parse(
     if scan is None and INDEX_FILE not in extra_files:
         warnings.append("no weight files seen; modelFormat assumed to be safetensors")
 
-    metadata = ModelMetadata(
-        model_type=model_type,
-        model_architecture=architecture,
-        parameter_count=parameter_count,
-        model_parameter_size=format_parameter_size(parameter_count) if parameter_count else None,
-        max_tokens=resolve_max_tokens(view, family),
-        dtype=_dtype(root, text) or _dominant_dtype(weight_dtypes),
-        quantization=quant.label,
-        model_capabilities=detect_capabilities(view, family, names=all_names),
-        model_framework=ModelFramework(name="transformers", version=root.str_("transformers_version")),
-        model_format=fmt,
-    )
+    max_tokens = resolve_max_tokens(view, family)
+    capabilities = detect_capabilities(view, family, names=all_names)
+    try:
+        metadata = ModelMetadata(
+            model_type=model_type,
+            model_architecture=architecture,
+            parameter_count=parameter_count,
+            model_parameter_size=format_parameter_size(parameter_count) if parameter_count else None,
+            max_tokens=max_tokens,
+            dtype=_dtype(root, text) or _dominant_dtype(weight_dtypes),
+            quantization=quant.label,
+            model_capabilities=capabilities,
+            model_framework=ModelFramework(name="transformers", version=root.str_("transformers_version")),
+            model_format=fmt,
+        )
+    except ValidationError as e:  # a guard: the readers above already bound every value
+        raise MetadataParseError(f"{source}: {e.errors()[0]['msg']}") from None
     return ParseResult(
         metadata=metadata,
         family=family.name if known else None,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelferry.errors import MetadataParseError
-from modelferry.metadata.config_view import INDEX_MAX_BYTES, decode_json, load_json_file
+from modelferry.metadata.config_view import INDEX_MAX_BYTES, decode_json, load_json_file, show_number
 
 HEADER_MAX_BYTES = 100 * 1024 * 1024
 _FIRST_READ = 64 * 1024  # one read covers the length and most headers
@@ -166,16 +166,17 @@ def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> No
                 raise MetadataParseError(f"{path}: __metadata__ must map strings to strings")
             continue
         if not isinstance(entry, dict):
-            raise MetadataParseError(f"{path}: tensor {name!r}: entry must be an object")
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: entry must be an object")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if not isinstance(dtype, str) or len(dtype) > 32:
-            raise MetadataParseError(f"{path}: tensor {name!r}: dtype must be a string")
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: dtype must be a string")
         if not isinstance(shape, list) or len(shape) > 64:
-            raise MetadataParseError(f"{path}: tensor {name!r}: shape must be a list of at most 64 dims")
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: shape must be a list of at most 64 dims")
         numel = 1
         for dim in shape:
             if type(dim) is not int or dim < 0:
-                raise MetadataParseError(f"{path}: tensor {name!r}: bad dimension {dim!r} in shape")
+                shown = show_number(dim) if isinstance(dim, int | float) else repr(dim)[:40]
+                raise MetadataParseError(f"{path}: tensor {name[:120]!r}: bad dimension {shown} in shape")
             numel *= dim
         if (
             not isinstance(offsets, list)
@@ -183,19 +184,20 @@ def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> No
             or type(offsets[0]) is not int
             or type(offsets[1]) is not int
         ):
-            raise MetadataParseError(f"{path}: tensor {name!r}: data_offsets must be two integers")
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: data_offsets must be two integers")
         begin, end = offsets
         if not 0 <= begin <= end <= data_len:
             raise MetadataParseError(
-                f"{path}: tensor {name!r}: offsets [{begin}, {end}] outside the {data_len}-byte data area"
+                f"{path}: tensor {name[:120]!r}: offsets [{show_number(begin)}, {show_number(end)}] outside the "
+                f"{data_len}-byte data area"
             )
         bits = DTYPE_BITS.get(dtype)
         if bits is not None and end - begin != (numel * bits + 7) // 8:
             raise MetadataParseError(
-                f"{path}: tensor {name!r}: {end - begin} bytes do not match shape {shape} of {dtype}"
+                f"{path}: tensor {name[:120]!r}: {end - begin} bytes do not match shape {shape} of {dtype}"
             )
         if bits is None and numel > (end - begin) * 8:  # unknown dtype: at least one bit per element
-            raise MetadataParseError(f"{path}: tensor {name!r}: shape {shape} is larger than its data")
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: shape {shape} is larger than its data")
         spans.append((begin, end))
     spans.sort()
     pos = 0
