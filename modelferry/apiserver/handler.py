@@ -147,15 +147,17 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.close_connection = True
         try:
             if ws.error is not None:
                 self._chunk({"type": "ERROR", "object": ws.error})
-            else:
-                self._pump(ws)
+            elif not self._pump(ws):
+                self.close_connection = True  # the client went away
+                return
+            # A finished stream leaves the connection reusable, as clients' pools expect.
             self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = self.close_connection or self.server.stopping.is_set()
         except OSError:
-            pass  # the client went away
+            self.close_connection = True  # the client went away
         finally:
             if ws.watcher is not None:
                 self.server.store.unwatch(ws.rt, ws.watcher)
@@ -164,7 +166,8 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         data = _encode(event) + b"\n"
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def _pump(self, ws: WatchStream) -> None:
+    def _pump(self, ws: WatchStream) -> bool:
+        """Send events until the deadline, a stop or a closed watcher; False if the client left."""
         assert ws.watcher is not None
         rt, store = ws.rt, self.server.store
         deadline = time.monotonic() + ws.timeout
@@ -172,16 +175,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         while not self.server.stopping.is_set():
             now = time.monotonic()
             if now >= deadline:
-                return
+                return True
             if ws.bookmarks and now >= next_bookmark:
                 store.bookmark(ws.watcher)
                 next_bookmark = now + self.server.bookmark_interval
             item = ws.watcher.next(timeout=min(_WATCH_POLL_SECONDS, deadline - now))
             if item is None:
                 if self._client_gone():
-                    return
+                    return False
             elif isinstance(item, Closed):
-                return
+                return True
             elif isinstance(item, Bookmark):
                 if ws.bookmarks or item.initial_events_end:
                     meta: dict[str, Any] = {"resourceVersion": str(item.rv)}
@@ -203,6 +206,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                         include_object=ws.include_object,
                     )
                 self._chunk({"type": event_type, "object": obj})
+        return True
 
     def _client_gone(self) -> bool:
         """True once the client closed its end (readable with nothing to read)."""
