@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from activities.errors import typed_failures
 from activities.heartbeat import Heartbeater, last_checkpoint
 from activities.secrets import SecretReader, read_model_secret
 from activities.storage.base import DownloadOptions, DownloadProgress
+from activities.storage.engine import DownloadCancelledError
 from activities.storage.engine import download_model as engine_download
 from activities.storage.registry import BackendSettings, open_backend
 from modelferry.errors import InvalidSpecError
@@ -105,14 +107,19 @@ class DownloadActivities:
                         }
                     )
 
-                result = engine_download(
-                    backend,
-                    layout.version_dir(version_id),
-                    options=self.download_options(),
-                    on_progress=on_progress,
-                    cancel=beat.cancel,
-                    listing=listing,
-                )
+                try:
+                    result = engine_download(
+                        backend,
+                        layout.version_dir(version_id),
+                        options=self.download_options(),
+                        on_progress=on_progress,
+                        cancel=beat.cancel,
+                        listing=listing,
+                    )
+                except DownloadCancelledError:
+                    if activity.is_cancelled():
+                        raise CancelledError("download cancelled; partial state kept for resume") from None
+                    raise  # worker shutting down: a retryable failure, resumed by the next attempt
             finally:
                 backend.close()
         activity.logger.info(

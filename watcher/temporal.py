@@ -9,7 +9,7 @@ creates a duplicate. Search attributes set at start make a model's history finda
 from __future__ import annotations
 
 from temporalio.client import Client, RPCError, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCStatusCode
 
 from modelferry.messages import ModelRef, ModelRevision, ModelWorkflowInput, PipelineOptions
@@ -31,10 +31,10 @@ class TemporalGateway:
         storage_uri = str((revision.spec.get("storage") or {}).get("storageUri") or "")
         attributes = TypedSearchAttributes(
             [
-                SA_MODEL_NAME.value_set(ref.name),
-                SA_MODEL_NAMESPACE.value_set(ref.namespace or ""),
-                SA_MODEL_KIND.value_set(ref.kind.value),
-                SA_STORAGE_URI.value_set(storage_uri),
+                SearchAttributePair(SA_MODEL_NAME, ref.name),
+                SearchAttributePair(SA_MODEL_NAMESPACE, ref.namespace or ""),
+                SearchAttributePair(SA_MODEL_KIND, ref.kind.value),
+                SearchAttributePair(SA_STORAGE_URI, storage_uri),
             ]
         )
         await self._client.start_workflow(
