@@ -200,7 +200,8 @@ class HuggingFaceBackend:
         clean = False
         try:
             skip = start if response.status == 200 else 0  # an origin that ignored Range
-            for chunk in response.stream(READ_CHUNK, decode_content=False):
+            # read1: whatever has arrived (≤ READ_CHUNK), so a slow link still shows progress often.
+            while chunk := response.read1(READ_CHUNK):
                 if skip:
                     if len(chunk) <= skip:
                         skip -= len(chunk)

@@ -52,7 +52,7 @@ from modelferry.errors import (
 
 log = logging.getLogger(__name__)
 
-WRITE_BATCH = 2 * 1024 * 1024  # bytes gathered before one pwritev; bounds memory per attempt
+WRITE_BATCH = 1024 * 1024  # bytes gathered before one pwritev; bounds memory and loss per attempt
 CHECKPOINT_BYTES = 8 * 1024 * 1024  # rewrite the sidecar after this much new progress ...
 CHECKPOINT_INTERVAL = 1.0  # ... or after this many seconds with any progress
 MAX_RETRY_AFTER = 600.0  # a Retry-After beyond this is treated as this (then retried or failed)
