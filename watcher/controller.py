@@ -189,15 +189,13 @@ class Controller:
 
     @staticmethod
     def _log(event: Event, decisions: list[Decision], all_done: bool) -> None:
-        what = f"{event.type} {event.kind.value if isinstance(event, ModelEvent) else 'Node'}"
-        name = event.key if isinstance(event, ModelEvent) else event.name
-        if all(isinstance(d, Ignore) for d in decisions):
-            log.debug("%s %s: %s", what, name, describe_decisions(decisions))
+        if isinstance(event, ModelEvent):
+            kind, namespace, name = event.key
+            what = f"{event.type} {kind.value}/{namespace + '/' if namespace else ''}{name}"
         else:
-            log.info(
-                "%s %s: %s%s",
-                what,
-                name,
-                describe_decisions(decisions),
-                "" if all_done else " (not all done)",
-            )
+            what = f"{event.type} Node/{event.name}"
+        if all(isinstance(d, Ignore) for d in decisions):
+            log.debug("%s: %s", what, describe_decisions(decisions))
+        else:
+            suffix = "" if all_done else " (not all done)"
+            log.info("%s: %s%s", what, describe_decisions(decisions), suffix)
