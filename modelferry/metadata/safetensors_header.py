@@ -23,9 +23,8 @@ What is counted (`classify_tensor`):
 from __future__ import annotations
 
 import os
-import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from modelferry.errors import MetadataParseError
 from modelferry.metadata.config_view import INDEX_MAX_BYTES, decode_json, load_json_file, show_number
 
 HEADER_MAX_BYTES = 100 * 1024 * 1024
-_FIRST_READ = 64 * 1024  # one read covers the length and most headers
+_FIRST_READ = 16 * 1024  # one read covers the length and a dense model's header (1-25 KB)
 INDEX_FILE = "model.safetensors.index.json"
 
 # dtype -> bits per element (safetensors 0.6+ names, including the sub-byte float formats).
@@ -60,7 +59,6 @@ _AUX_SUFFIXES = frozenset({
     "input_zero_point", "weight_g_idx", "weight_shape", "qzeros", "g_idx", "absmax", "quant_map",
     "nested_absmax", "nested_quant_map", "SCB", "weight_format",
 })  # fmt: skip
-_QUANT_STATE = re.compile(r"\.quant_state\.|^quant_state\.")
 
 
 @dataclass(frozen=True)
@@ -71,10 +69,8 @@ class PackingRules:
     uint8_weights_are_fp4: bool = False  # bitsandbytes 4-bit, NVFP4: a uint8 `weight` holds 2 values
 
 
-@dataclass
-class TensorInfo:
-    dtype: str
-    numel: int  # stored elements
+# One tensor as the headers describe it: (safetensors dtype, stored element count).
+TensorInfo = tuple[str, int]
 
 
 @dataclass
@@ -92,113 +88,143 @@ class WeightScan:
         """(parameters, {stored dtype: parameters}) over all tensors except `exclude` and aux ones."""
         rules = rules or PackingRules()
         skip = set(exclude)
-        names = self.tensors.keys()
-        total = 0
+        names = self.tensors
         by_dtype: dict[str, int] = {}
-        for name, info in self.tensors.items():
+        for name, (dtype, numel) in self.tensors.items():
             if name in skip:
                 continue
-            n = classify_tensor(name, info, names=names, rules=rules)
+            n = classify_tensor(name, dtype, numel, names=names, rules=rules)
             if n:
-                total += n
-                by_dtype[info.dtype] = by_dtype.get(info.dtype, 0) + n
-        return total, by_dtype
+                by_dtype[dtype] = by_dtype.get(dtype, 0) + n
+        return sum(by_dtype.values()), by_dtype
 
 
-def classify_tensor(name: str, info: TensorInfo, *, names: Any, rules: PackingRules) -> int:
+def classify_tensor(name: str, dtype: str, numel: int, *, names: Container[str], rules: PackingRules) -> int:
     """Parameters this tensor stands for: 0 for quantization metadata, unpacked count otherwise."""
     stem, _, last = name.rpartition(".")
-    if last in _AUX_SUFFIXES or _QUANT_STATE.search(name):
+    if last == "weight" or last == "bias":  # the common case, decided without lookups
+        if dtype == "U8" and last == "weight" and rules.uint8_weights_are_fp4:
+            return numel * 2
+        return numel
+    if last in _AUX_SUFFIXES or "quant_state" in name:
         return 0
     if last == "scales" and f"{stem}.qweight" in names:  # GPTQ / AWQ group scales
         return 0
     if last.endswith("_scales") and f"{stem}.{last[:-7]}_blocks" in names:  # MXFP4 scales
         return 0
-    if last.endswith("_blocks") and info.dtype == "U8":  # MXFP4: two 4-bit values per byte
-        return info.numel * 2
-    if last in ("qweight", "weight_packed") and info.dtype == "I32":
-        return info.numel * rules.int32_values
-    if last in ("weight", "weight_packed") and info.dtype == "U8" and rules.uint8_weights_are_fp4:
-        return info.numel * 2
-    return info.numel
+    if last.endswith("_blocks") and dtype == "U8":  # MXFP4: two 4-bit values per byte
+        return numel * 2
+    if last in ("qweight", "weight_packed") and dtype == "I32":
+        return numel * rules.int32_values
+    if last == "weight_packed" and dtype == "U8" and rules.uint8_weights_are_fp4:
+        return numel * 2
+    return numel
 
 
-def read_header(path: Path) -> dict[str, Any]:
-    """The validated JSON header of one safetensors file."""
+def _read_raw_header(path: Path) -> tuple[bytes, int]:
+    """(header bytes, data area length), with the length checks; one open, one fstat, 1-2 reads."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(_FIRST_READ)
-            if len(head) < 8:
-                raise MetadataParseError(f"{path}: {size} bytes is too short for a safetensors file")
-            (n,) = struct.unpack_from("<Q", head)
-            if n > HEADER_MAX_BYTES:
-                raise MetadataParseError(
-                    f"{path}: header length {n} is more than the {HEADER_MAX_BYTES} allowed"
-                )
-            if 8 + n > size:
-                raise MetadataParseError(
-                    f"{path}: header length {n} runs past the end of the {size}-byte file"
-                )
-            raw = head[8 : 8 + n]
-            if len(raw) < n:
-                raw += f.read(n - len(raw))
-            if len(raw) != n:
-                raise MetadataParseError(f"{path}: file ended inside the header")
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise MetadataParseError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise MetadataParseError(f"{path}: is a directory, not a file") from None
     except OSError as e:
         raise MetadataParseError(f"{path}: cannot read: {e.strerror or e}") from None
-    header = decode_json(raw, source=f"{path} (safetensors header)")
-    if not isinstance(header, dict):
-        raise MetadataParseError(f"{path}: safetensors header must be a JSON object")
-    _validate_header(header, path=path, data_len=size - 8 - n)
+    try:
+        size = os.fstat(fd).st_size
+        head = os.read(fd, _FIRST_READ)
+        if len(head) < 8:
+            raise MetadataParseError(f"{path}: {size} bytes is too short for a safetensors file")
+        (n,) = struct.unpack_from("<Q", head)
+        if n > HEADER_MAX_BYTES:
+            raise MetadataParseError(f"{path}: header length {n} is more than the {HEADER_MAX_BYTES} allowed")
+        if 8 + n > size:
+            raise MetadataParseError(f"{path}: header length {n} runs past the end of the {size}-byte file")
+        parts = [head[8 : 8 + n]]
+        got = len(parts[0])
+        while got < n:
+            chunk = os.read(fd, n - got)
+            if not chunk:
+                raise MetadataParseError(f"{path}: file ended inside the header")
+            parts.append(chunk)
+            got += len(chunk)
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), size - 8 - n
+    except IsADirectoryError:
+        raise MetadataParseError(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise MetadataParseError(f"{path}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The validated JSON header of one safetensors file."""
+    header, _ = _read_validated(path)
     return header
 
 
-def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> None:
+def read_tensors(path: Path) -> list[tuple[str, str, int]]:
+    """(name, dtype, stored elements) of every tensor in one file, validated."""
+    return _read_validated(path)[1]
+
+
+def _read_validated(path: Path) -> tuple[dict[str, Any], list[tuple[str, str, int]]]:
+    raw, data_len = _read_raw_header(path)
+    header = decode_json(raw, source=f"{path} (safetensors header)")
+    if not isinstance(header, dict):
+        raise MetadataParseError(f"{path}: safetensors header must be a JSON object")
+    return header, _validate_header(header, path=path, data_len=data_len)
+
+
+def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> list[tuple[str, str, int]]:
+    """Check every entry and the offsets; return (name, dtype, numel) per tensor."""
+    tensors: list[tuple[str, str, int]] = []
     spans: list[tuple[int, int]] = []
+    bits_of = DTYPE_BITS.get
     for name, entry in header.items():
         if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+            if type(entry) is not dict or not all(type(v) is str for v in entry.values()):
                 raise MetadataParseError(f"{path}: __metadata__ must map strings to strings")
             continue
-        if not isinstance(entry, dict):
+        if type(entry) is not dict:
             raise MetadataParseError(f"{path}: tensor {name[:120]!r}: entry must be an object")
-        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if not isinstance(dtype, str) or len(dtype) > 32:
+        dtype = entry.get("dtype")
+        shape = entry.get("shape")
+        offsets = entry.get("data_offsets")
+        if type(dtype) is not str or len(dtype) > 32:
             raise MetadataParseError(f"{path}: tensor {name[:120]!r}: dtype must be a string")
-        if not isinstance(shape, list) or len(shape) > 64:
-            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: shape must be a list of at most 64 dims")
+        if type(shape) is not list or len(shape) > 64:
+            raise MetadataParseError(
+                f"{path}: tensor {name[:120]!r}: shape must be a list of at most 64 dims"
+            )
         numel = 1
         for dim in shape:
             if type(dim) is not int or dim < 0:
                 shown = show_number(dim) if isinstance(dim, int | float) else repr(dim)[:40]
                 raise MetadataParseError(f"{path}: tensor {name[:120]!r}: bad dimension {shown} in shape")
             numel *= dim
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or type(offsets[0]) is not int
-            or type(offsets[1]) is not int
-        ):
+        if type(offsets) is not list or len(offsets) != 2:
             raise MetadataParseError(f"{path}: tensor {name[:120]!r}: data_offsets must be two integers")
         begin, end = offsets
+        if type(begin) is not int or type(end) is not int:
+            raise MetadataParseError(f"{path}: tensor {name[:120]!r}: data_offsets must be two integers")
         if not 0 <= begin <= end <= data_len:
             raise MetadataParseError(
-                f"{path}: tensor {name[:120]!r}: offsets [{show_number(begin)}, {show_number(end)}] outside the "
-                f"{data_len}-byte data area"
+                f"{path}: tensor {name[:120]!r}: offsets [{show_number(begin)}, {show_number(end)}] outside "
+                f"the {data_len}-byte data area"
             )
-        bits = DTYPE_BITS.get(dtype)
-        if bits is not None and end - begin != (numel * bits + 7) // 8:
-            raise MetadataParseError(
-                f"{path}: tensor {name[:120]!r}: {end - begin} bytes do not match shape {shape} of {dtype}"
-            )
-        if bits is None and numel > (end - begin) * 8:  # unknown dtype: at least one bit per element
+        bits = bits_of(dtype)
+        if bits is not None:
+            if end - begin != (numel * bits + 7) // 8:
+                raise MetadataParseError(
+                    f"{path}: tensor {name[:120]!r}: {end - begin} bytes do not match shape {shape} of "
+                    f"{dtype}"
+                )
+        elif numel > (end - begin) * 8:  # unknown dtype: at least one bit per element
             raise MetadataParseError(f"{path}: tensor {name[:120]!r}: shape {shape} is larger than its data")
         spans.append((begin, end))
+        tensors.append((name, dtype, numel))
     spans.sort()
     pos = 0
     for begin, end in spans:
@@ -208,6 +234,7 @@ def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> No
         pos = end
     if pos != data_len:
         raise MetadataParseError(f"{path}: tensors cover {pos} bytes but the data area is {data_len} bytes")
+    return tensors
 
 
 def scan_files(paths: Iterable[Path]) -> WeightScan:
@@ -215,21 +242,15 @@ def scan_files(paths: Iterable[Path]) -> WeightScan:
     scan = WeightScan()
     tensors = scan.tensors
     for path in paths:
-        header = read_header(path)
+        found = read_tensors(path)
         scan.files.append(path.name)
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            dtype = entry["dtype"]
-            if dtype not in DTYPE_BITS:
-                scan.unknown_dtypes.add(dtype)
+        for name, dtype, numel in found:
             if name in tensors:
                 scan.duplicates.append(name)
                 continue
-            numel = 1
-            for dim in entry["shape"]:
-                numel *= dim
-            tensors[name] = TensorInfo(dtype, numel)
+            if dtype not in DTYPE_BITS:
+                scan.unknown_dtypes.add(dtype)
+            tensors[name] = (dtype, numel)
     return scan
 
 
@@ -243,23 +264,26 @@ def find_weight_files(model_dir: Path) -> tuple[list[Path], list[str]]:
     """
     notes: list[str] = []
     index_path = model_dir / INDEX_FILE
-    if index_path.is_file():
+    try:  # one directory listing instead of a stat per shard
+        here = {entry.name for entry in os.scandir(model_dir) if entry.is_file()}
+    except OSError as e:
+        raise MetadataParseError(f"{model_dir}: cannot list: {e.strerror or e}") from None
+    if INDEX_FILE in here:
         shards = shards_from_index(
             load_json_file(index_path, max_bytes=INDEX_MAX_BYTES), source=str(index_path)
         )
-        present = [model_dir / s for s in shards if (model_dir / s).is_file()]
-        if not present:
+        missing = [s for s in shards if s not in here]
+        if len(missing) == len(shards):
             notes.append(
                 f"{INDEX_FILE} names {len(shards)} shard(s) but none is present; parameters estimated"
             )
             return [], notes
-        if len(present) != len(shards):
-            missing = [s for s in shards if not (model_dir / s).is_file()]
+        if missing:
             raise MetadataParseError(
                 f"{index_path}: {len(missing)} of {len(shards)} shards are missing (first: {missing[0]})"
             )
-        return present, notes
-    files = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
+        return [model_dir / s for s in shards], notes
+    files = sorted(model_dir / name for name in here if name.endswith(".safetensors"))
     hf_files = [p for p in files if not p.name.startswith("consolidated")]
     if hf_files and len(hf_files) != len(files):
         notes.append("ignored consolidated*.safetensors (a second copy of the weights in Mistral's layout)")
