@@ -39,6 +39,7 @@ from modelferry.metadata.schema import (
     ModelFormat,
     ModelFramework,
     ModelMetadata,
+    ParameterSource,
     ParseResult,
 )
 from modelferry.metadata.sizes import format_parameter_size
@@ -165,7 +166,7 @@ def _parse(
     if scan is not None:
         exclude = _mtp_tensors(scan, text, warnings)
         count, weight_dtypes = scan.parameters(quant.rules, exclude=exclude)
-        source_kind = "safetensors"
+        source_kind: ParameterSource = "safetensors"
         _note_scan(scan, warnings)
         if estimate and count and abs(estimate - count) > 0.05 * count:
             warnings.append(
@@ -174,7 +175,8 @@ def _parse(
             )
         parameter_count: int | None = count
     else:
-        parameter_count, source_kind = estimate, ("estimate" if estimate is not None else "none")
+        parameter_count = estimate
+        source_kind = "estimate" if estimate is not None else "none"
 
     fmt = _SAFETENSORS
     if scan is None and INDEX_FILE not in extra_files:
@@ -201,7 +203,7 @@ def _parse(
         metadata=metadata,
         family=family.name if known else None,
         family_known=known,
-        parameter_source=source_kind,  # type: ignore[arg-type]
+        parameter_source=source_kind,
         warnings=tuple(warnings + view.notes),
         chat_tuned=detect_chat_tuned(all_names) if _generates_text(metadata.model_capabilities) else None,
         quantization_method=quant.method,
