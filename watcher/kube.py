@@ -15,6 +15,7 @@ Every method here blocks; async callers run them with `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -149,14 +150,12 @@ class WatchStream:
         if self._closed.is_set():
             return
         self._closed.set()
-        try:
-            self._response.shutdown()  # wakes a read blocked in another thread
-        except Exception:
-            pass
-        try:
-            self._response.release_conn()
-        except Exception:
-            pass
+        # shutdown() wakes a read blocked in another thread; close() drops the connection (it may
+        # be mid-stream, so it must not go back to the pool for reuse); release_conn() frees the
+        # pool slot.
+        for step in (self._response.shutdown, self._response.close, self._response.release_conn):
+            with contextlib.suppress(Exception):
+                step()
 
 
 class KubeClient:

@@ -13,8 +13,10 @@ from watcher_builders import model_obj
 from watcher_embedded import EmbeddedBackend
 from watcher_fakes import RecordingGateway, until
 
+from modelferry.errors import KubeNotFoundError
 from modelferry.names import ModelKind
 from watcher.act import Backoff
+from watcher.decide import EventType, Ignore, ModelEvent
 from watcher.leader import LeaderElector
 from watcher.run import LeaderTiming, run_watcher
 
@@ -114,3 +116,37 @@ async def test_two_watcher_replicas_only_the_leader_applies(cluster: EmbeddedBac
         for task in tasks.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 5)
+
+
+async def test_without_leader_election_it_acts_at_once_and_resyncs_stay_quiet(
+    cluster: EmbeddedBackend,
+) -> None:
+    cluster.create(model_obj("llama", kind=ModelKind.CLUSTER_BASE_MODEL))
+    gateway = RecordingGateway()
+    handled: list[tuple[Any, list[Any], bool]] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_watcher(
+            api_client=cluster.api_client,
+            gateway=gateway,
+            stop=stop,
+            identity="solo",
+            leader_election=False,
+            resync_seconds=0.05,
+            on_decided=lambda event, decisions, done: handled.append((event, decisions, done)),
+        )
+    )
+    try:
+        await until(lambda: len(gateway.of("apply")) == 1)
+
+        def resyncs() -> list[tuple[Any, list[Any], bool]]:
+            return [h for h in handled if h[0].type is EventType.RESYNC and isinstance(h[0], ModelEvent)]
+
+        await until(lambda: len(resyncs()) >= 3)
+        assert all(isinstance(d, Ignore) for h in resyncs() for d in h[1])
+        assert len(gateway.calls) == 1  # re-checked three times, Temporal asked once
+        with pytest.raises(KubeNotFoundError):  # no Lease without leader election
+            cluster.kube.read_lease(namespace="ome", name="modelferry-watcher")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
