@@ -86,7 +86,12 @@ class DownloadActivities:
                     "resuming %s on %s from checkpoint: %s file(s) done, revision %s",
                     inp.ref.display(), inp.node, len(checkpoint.get("files_done", [])), pinned,
                 )
-            backend = open_backend(uri, secret=secret, settings=self.backend_settings())
+            backend = open_backend(
+                uri,
+                parameters=(inp.spec.get("storage") or {}).get("parameters"),
+                secret=secret,
+                settings=self.backend_settings(),
+            )
             try:
                 listing = backend.list_files()
                 version_id = version_id_for(listing.revision)

@@ -85,6 +85,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "MODELFERRY_TEMPORAL_ADDRESS": ("temporal", "address"),
     "MODELFERRY_TEMPORAL_NAMESPACE": ("temporal", "namespace"),
     "MODELFERRY_AGENT_NAMESPACE": ("kube", "agent_namespace"),
+    "MODELFERRY_KUBECONFIG": ("kube", "kubeconfig"),
     "MODELFERRY_WORKER_MODE": ("worker", "mode"),
     "MODELFERRY_WORKER_IMAGE": ("worker", "image"),
     "MODELFERRY_NODE_ROOT": ("node", "root"),
