@@ -154,6 +154,7 @@ def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
                 printer_columns=columns,
                 delete_returns_object=True,
                 custom=True,
+                schema=(ver.get("schema") or {}).get("openAPIV3Schema"),
             )
         )
     return types

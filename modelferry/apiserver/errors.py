@@ -92,11 +92,13 @@ STALE_OBJECT = "the object has been modified; please apply your changes to the l
 
 def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> ApiError:
     """422 with one `(field, message)` pair per violated rule, like a real validation failure."""
-    text = "; ".join(f"{field}: {message}" for field, message in causes)
+    texts = [f"{field}: {message}" for field, message in causes]
+    text = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    group_kind = f"{kind}.{group}" if group else kind
     return ApiError(
         422,
         "Invalid",
-        f'{kind} "{name}" is invalid: {text}',
+        f'{group_kind} "{name}" is invalid: {text}',
         details={
             "name": name,
             "group": group,

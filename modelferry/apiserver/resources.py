@@ -49,6 +49,8 @@ class ResourceType:
     # Delete answers with the object (CRs, pods, workloads) rather than a Status (ConfigMaps, ...).
     delete_returns_object: bool = False
     custom: bool = False  # served because of a CRD
+    # The CRD version's openAPIV3Schema: pruning, defaults and validation of its objects.
+    schema: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def api_version(self) -> str:

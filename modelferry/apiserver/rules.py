@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors
+from . import schema as structural
 from .crds import CLEANUP_FINALIZER, crd_problems, established_status, terminating_status
 from .meta import generate_name, label_key_problem, label_value_problem, name_problem, new_uid, now_rfc3339
 from .resources import CRD_STORAGE_KEY, NAMESPACE_STORAGE_KEY, ResourceType
@@ -53,6 +54,16 @@ def prepare_new(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj.pop("status", None)
     validate(rt, obj, existing=None)
     defaults_on_create(rt, obj)
+
+
+def admit_custom(rt: ResourceType, obj: dict[str, Any], *, old: dict[str, Any] | None) -> dict[str, Any]:
+    """A custom object pruned, defaulted and validated against its CRD version's schema."""
+    if not rt.schema:
+        return obj
+    admitted, problems = structural.admit(obj, rt.schema, old=old)
+    if problems:
+        raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), problems)
+    return admitted
 
 
 def without(obj: dict[str, Any], *top_level: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from .patch import PatchError
 from .resources import CRD_STORAGE_KEY, NAMESPACE_STORAGE_KEY, ResourceRegistry, ResourceType
 from .rules import (
     SERVER_META,
+    admit_custom,
     assign_name,
     checked_body,
     defaults_on_update,
@@ -188,7 +189,7 @@ class Store:
         if self.key(rt, namespace, name) in bucket:
             raise errors.already_exists(rt.plural, rt.group, name)
         prepare_new(rt, obj)
-        return obj
+        return admit_custom(rt, obj, old=None)
 
     def _check_namespace_open(self, namespace: str) -> None:
         ns = self.bucket(NAMESPACE_STORAGE_KEY).get(("", namespace))
@@ -288,6 +289,7 @@ class Store:
                     )
             validate(rt, result, existing=existing)
             defaults_on_update(rt, result, existing)
+        result = admit_custom(rt, result, old=existing)
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         if without(result, "apiVersion") == without(existing, "apiVersion"):
             return present(rt, existing)
