@@ -47,9 +47,17 @@ class FakeKubelet:
     container's command as a local process (with the node's filesystem root and API access a pod
     would get), and records the Job Complete/Failed when the process exits."""
 
-    def __init__(self, *, api_client: Any, namespace: str, nodes: dict[str, Path], kubeconfig: Path, log_dir: Path):
+    def __init__(
+        self,
+        *,
+        api_client: Any,
+        nodes: dict[str, Path],
+        kubeconfig: Path,
+        log_dir: Path,
+        claim_dirs: dict[str, Path] | None = None,
+    ):
         self.batch = k8s.BatchV1Api(api_client)
-        self.namespace = namespace
+        self.claim_dirs = claim_dirs or {}
         self.nodes = nodes
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
@@ -73,11 +81,22 @@ class FakeKubelet:
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                jobs = self.batch.list_namespaced_job(self.namespace).items
+                jobs = self.batch.list_job_for_all_namespaces().items
             except Exception:
                 continue
             for job in jobs:
                 self._sync(job)
+
+    def _mounted(self, args: list[str]) -> list[str]:
+        """A claim volume mounted at /mnt/...: point `--pvc ns:claim=/mnt/...` at the local dir."""
+        out = list(args)
+        for i, arg in enumerate(out):
+            if i and out[i - 1] == "--pvc":
+                key, _, _mount = arg.partition("=")
+                claim = key.rpartition(":")[2]
+                if claim in self.claim_dirs:
+                    out[i] = f"{key}={self.claim_dirs[claim]}"
+        return out
 
     def _sync(self, job: Any) -> None:
         name = job.metadata.name
@@ -91,7 +110,7 @@ class FakeKubelet:
             env = {e.name: e.value for e in container.env or [] if e.value is not None}
             env |= {"MODELFERRY_KUBECONFIG": str(self.kubeconfig), "MODELFERRY_NODE_ROOT": str(self.nodes[pod.node_name])}
             self.processes[key] = subprocess.Popen(
-                [sys.executable, "-m", "modelferry.cli", *container.args],
+                [sys.executable, "-m", "modelferry.cli", *self._mounted(container.args)],
                 stdout=open(self.log_dir / f"{name}.log", "ab"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
                 env=worker_env(env),
@@ -107,6 +126,6 @@ class FakeKubelet:
                 failed=0 if kind == "Complete" else 1,
             )
             try:
-                self.batch.replace_namespaced_job_status(name, self.namespace, job)
+                self.batch.replace_namespaced_job_status(name, job.metadata.namespace, job)
             except ApiException:
                 pass
