@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
@@ -148,6 +149,8 @@ class Pipeline:
         last: Any = None
         while time.monotonic() < deadline:
             last = await probe() if asyncio.iscoroutinefunction(probe) else await asyncio.to_thread(probe)
+            if inspect.isawaitable(last):
+                last = await last
             if last:
                 return last
             await asyncio.sleep(0.2)
