@@ -160,6 +160,7 @@ class ApiEndpoints:
                 _decode(req.body, req.content_type),
                 subresource=route.subresource,
                 dry_run=_dry_run(req.query),
+                strict=_strict(req.query),
             )
             return ApiResponse(200, obj)
         elif method == "PATCH":
@@ -238,7 +239,9 @@ class ApiEndpoints:
 
     def _create(self, req: ApiRequest, rt: ResourceType, route: ResourceRoute) -> ApiResponse:
         body = _decode(req.body, req.content_type)
-        obj = self._store.create(rt, route.namespace, body, dry_run=_dry_run(req.query))
+        obj = self._store.create(
+            rt, route.namespace, body, dry_run=_dry_run(req.query), strict=_strict(req.query)
+        )
         return ApiResponse(201, obj)
 
     def _patch(self, req: ApiRequest, rt: ResourceType, route: ResourceRoute, name: str) -> ApiResponse:
@@ -273,6 +276,7 @@ class ApiEndpoints:
             subresource=route.subresource,
             dry_run=_dry_run(req.query),
             create=create,
+            strict=_strict(req.query),
         )
         return ApiResponse(201 if created else 200, obj)
 
@@ -329,6 +333,11 @@ class ApiEndpoints:
 def _dry_run(query: dict[str, str], options: dict[str, Any] | None = None) -> bool:
     """`dryRun=All` as a query parameter or (for deletes) in DeleteOptions."""
     return query.get("dryRun") == "All" or "All" in ((options or {}).get("dryRun") or [])
+
+
+def _strict(query: dict[str, str]) -> bool:
+    """`fieldValidation=Strict` (kubectl's default): unknown fields are refused, not pruned."""
+    return query.get("fieldValidation") == "Strict"
 
 
 def _delete_options(req: ApiRequest) -> dict[str, Any]:

@@ -56,14 +56,21 @@ def prepare_new(rt: ResourceType, obj: dict[str, Any]) -> None:
     defaults_on_create(rt, obj)
 
 
-def admit_custom(rt: ResourceType, obj: dict[str, Any], *, old: dict[str, Any] | None) -> dict[str, Any]:
-    """A custom object pruned, defaulted and validated against its CRD version's schema."""
+def admit_custom(
+    rt: ResourceType, obj: dict[str, Any], *, old: dict[str, Any] | None, strict: bool = False
+) -> dict[str, Any]:
+    """A custom object pruned, defaulted and validated against its CRD version's schema. With
+    `strict` (the `fieldValidation=Strict` kubectl sends), unknown fields are a 400, not pruned."""
     if not rt.schema:
         return obj
-    admitted, problems = structural.admit(obj, rt.schema, old=old)
-    if problems:
-        raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), problems)
-    return admitted
+    admission = structural.admit(obj, rt.schema, old=old)
+    if strict and admission.unknown_fields:
+        unknown = ", ".join(f'unknown field "{f}"' for f in admission.unknown_fields)
+        what = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
+        raise errors.bad_request(f"{what}: strict decoding error: {unknown}")
+    if admission.problems:
+        raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), admission.problems)
+    return admission.obj
 
 
 def without(obj: dict[str, Any], *top_level: str) -> dict[str, Any]:
@@ -117,6 +124,16 @@ def validate(rt: ResourceType, obj: dict[str, Any], *, existing: dict[str, Any] 
         isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
     ):
         raise errors.bad_request("metadata.finalizers must be a list of strings")
+    if existing is not None and existing["metadata"].get("deletionTimestamp"):
+        added = set(finalizers or []) - set(existing["metadata"].get("finalizers") or [])
+        if added:
+            causes.append(
+                (
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is "
+                    f"being deleted, found new finalizers {sorted(added)}",
+                )
+            )
     if rt.storage_key == CRD_STORAGE_KEY:
         causes.extend(crd_problems(obj, existing=existing))
     if causes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .meta import parse_rfc3339
@@ -24,13 +25,18 @@ _MISSING: Any = object()
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
-def prune(value: Any, schema: dict[str, Any] | None) -> Any:
-    """Drop object fields the schema does not declare (unless it preserves unknown fields)."""
+def prune(
+    value: Any, schema: dict[str, Any] | None, *, path: str = "", dropped: list[str] | None = None
+) -> Any:
+    """Drop object fields the schema does not declare (unless it preserves unknown fields),
+    noting each dropped field's path in `dropped`."""
     if not isinstance(schema, dict):
         return value
     if isinstance(value, list):
         items = schema.get("items")
-        return [prune(v, items) for v in value] if isinstance(items, dict) else value
+        if not isinstance(items, dict):
+            return value
+        return [prune(v, items, path=f"{path}[{i}]", dropped=dropped) for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     properties = schema.get("properties") or {}
@@ -39,12 +45,15 @@ def prune(value: Any, schema: dict[str, Any] | None) -> Any:
     kept = _ROOT_KEPT if schema.get("x-kubernetes-embedded-resource") else ()
     out = {}
     for key, sub in value.items():
+        sub_path = f"{path}.{key}" if path else key
         if key in properties:
-            out[key] = prune(sub, properties[key])
+            out[key] = prune(sub, properties[key], path=sub_path, dropped=dropped)
         elif isinstance(additional, dict):
-            out[key] = prune(sub, additional)
+            out[key] = prune(sub, additional, path=sub_path, dropped=dropped)
         elif keep_unknown or key in kept:
             out[key] = sub
+        elif dropped is not None:
+            dropped.append(sub_path)
     return out
 
 
@@ -180,13 +189,19 @@ def problems(
     return found
 
 
-def admit(
-    obj: dict[str, Any], schema: dict[str, Any], *, old: dict[str, Any] | None
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class Admission:
+    obj: dict[str, Any]  # pruned and defaulted
+    problems: list[tuple[str, str]]  # (field, message) for each violated rule
+    unknown_fields: list[str]  # what pruning dropped
+
+
+def admit(obj: dict[str, Any], schema: dict[str, Any], *, old: dict[str, Any] | None) -> Admission:
     """Prune and default a whole custom object, then validate it (apiVersion, kind and metadata
-    are the server's business, not the schema's). Returns the object and its problems."""
+    are the server's business, not the schema's)."""
+    dropped: list[str] = []
     body = {k: v for k, v in obj.items() if k not in _ROOT_KEPT}
-    body = apply_defaults(prune(body, schema), schema)
+    body = apply_defaults(prune(body, schema, dropped=dropped), schema)
     before = {k: v for k, v in (old or {}).items() if k not in _ROOT_KEPT} if old is not None else _MISSING
     root = {
         **schema,
@@ -194,4 +209,4 @@ def admit(
         "required": [k for k in schema.get("required") or [] if k not in _ROOT_KEPT],
     }
     found = problems(body, root, "", old=before)
-    return {**{k: obj[k] for k in _ROOT_KEPT if k in obj}, **body}, found
+    return Admission({**{k: obj[k] for k in _ROOT_KEPT if k in obj}, **body}, found, dropped)

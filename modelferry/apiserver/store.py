@@ -158,16 +158,25 @@ class Store:
     # --- create ---------------------------------------------------------------------------------
 
     def create(
-        self, rt: ResourceType, namespace: str | None, body: Any, *, dry_run: bool = False
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
     ) -> dict[str, Any]:
+        """Create an object; `strict` refuses fields a CRD schema does not know (else pruned)."""
         with self.lock:
-            obj = self._new_object(rt, namespace, body)
+            obj = self._new_object(rt, namespace, body, strict=strict)
             if not dry_run:
                 self.commit(rt, "ADDED", obj, None)
                 self._after_write(rt, obj)
             return obj
 
-    def _new_object(self, rt: ResourceType, namespace: str | None, body: Any) -> dict[str, Any]:
+    def _new_object(
+        self, rt: ResourceType, namespace: str | None, body: Any, *, strict: bool
+    ) -> dict[str, Any]:
         obj = checked_body(rt, body)
         meta = obj["metadata"]
         if rt.namespaced:
@@ -189,7 +198,7 @@ class Store:
         if self.key(rt, namespace, name) in bucket:
             raise errors.already_exists(rt.plural, rt.group, name)
         prepare_new(rt, obj)
-        return admit_custom(rt, obj, old=None)
+        return admit_custom(rt, obj, old=None, strict=strict)
 
     def _check_namespace_open(self, namespace: str) -> None:
         ns = self.bucket(NAMESPACE_STORAGE_KEY).get(("", namespace))
@@ -225,6 +234,7 @@ class Store:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> dict[str, Any]:
         with self.lock:
             existing = self.lookup(rt, namespace, name)
@@ -238,7 +248,7 @@ class Store:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
-            return self.replace(rt, existing, new, subresource=subresource, dry_run=dry_run)
+            return self.replace(rt, existing, new, subresource=subresource, dry_run=dry_run, strict=strict)
 
     def replace(
         self,
@@ -248,6 +258,7 @@ class Store:
         *,
         subresource: str | None,
         dry_run: bool,
+        strict: bool = False,
     ) -> dict[str, Any]:
         """Write `new` over `existing` with every update rule; a no-op writes nothing (as etcd)."""
         old_meta, meta = existing["metadata"], new["metadata"]
@@ -272,24 +283,9 @@ class Store:
                 result.pop("status", None)
                 if "status" in existing:
                     result["status"] = copy.deepcopy(existing["status"])
-            if old_meta.get("deletionTimestamp"):
-                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
-                if added:
-                    raise errors.invalid(
-                        rt.kind,
-                        rt.group,
-                        name,
-                        [
-                            (
-                                "metadata.finalizers",
-                                f"Forbidden: no new finalizers can be added if the object is being deleted, "
-                                f"found new finalizers {sorted(added)}",
-                            )
-                        ],
-                    )
             validate(rt, result, existing=existing)
             defaults_on_update(rt, result, existing)
-        result = admit_custom(rt, result, old=existing)
+        result = admit_custom(rt, result, old=existing, strict=strict)
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         if without(result, "apiVersion") == without(existing, "apiVersion"):
             return present(rt, existing)
@@ -314,6 +310,7 @@ class Store:
         subresource: str | None = None,
         dry_run: bool = False,
         create: dict[str, Any] | None = None,
+        strict: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Apply `patch_fn` to the current object and write the result with the update rules.
         With `create` (server-side apply), a missing object is created from it instead.
@@ -323,13 +320,14 @@ class Store:
             if existing is None:
                 if create is None:
                     raise errors.not_found(rt.plural, rt.group, name)
-                return self.create(rt, namespace, create, dry_run=dry_run), True
+                return self.create(rt, namespace, create, dry_run=dry_run, strict=strict), True
             try:
                 patched = patch_fn(present(rt, existing))
             except PatchError as e:
                 raise errors.unprocessable(str(e)) from None
             new = checked_body(rt, patched)
-            return self.replace(rt, existing, new, subresource=subresource, dry_run=dry_run), False
+            written = self.replace(rt, existing, new, subresource=subresource, dry_run=dry_run, strict=strict)
+            return written, False
 
     def _after_write(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         if rt.storage_key == CRD_STORAGE_KEY:

@@ -96,17 +96,18 @@ def test_unchanged_invalid_values_are_not_rechecked() -> None:
     assert problems({"spec": {"uri": "still-bad"}}, SCHEMA, "", old=old)
 
 
-def test_admit_leaves_metadata_alone_and_checks_dates() -> None:
+def test_admit_leaves_metadata_alone_and_reports_dropped_fields() -> None:
     obj = {
         "apiVersion": "x/v1",
         "kind": "K",
         "metadata": {"name": "n", "labels": {"a": "b"}},
-        "spec": {"uri": "hf://a"},
+        "spec": {"uri": "hf://a", "extra": {"x": 1}, "tags": ["t"]},
         "status": {"since": "yesterday"},
     }
-    admitted, found = admit(obj, SCHEMA, old=None)
-    assert admitted["metadata"] == obj["metadata"] and admitted["spec"]["policy"] == "Reuse"
-    assert [f for f, _ in found] == ["status.since"]
+    admission = admit(obj, SCHEMA, old=None)
+    assert admission.obj["metadata"] == obj["metadata"] and admission.obj["spec"]["policy"] == "Reuse"
+    assert [f for f, _ in admission.problems] == ["status.since"]
+    assert admission.unknown_fields == ["spec.extra"]
 
 
 # --- through the API, with the product's real ClusterBaseModel CRD -----------------------------------
@@ -155,3 +156,16 @@ def test_unknown_fields_are_pruned_on_spec_and_status(custom: client.CustomObjec
             "ome.io", "v1beta1", "clusterbasemodels", name, {"status": {"state": "Sleeping"}}
         )
     assert e.value.status == 422
+
+
+def test_strict_field_validation_refuses_unknown_fields(custom: client.CustomObjectsApi) -> None:
+    with pytest.raises(ApiException) as e:
+        custom.create_cluster_custom_object(
+            "ome.io",
+            "v1beta1",
+            "clusterbasemodels",
+            model(uniq("m"), notInTheSchema="x"),
+            field_validation="Strict",
+        )
+    assert e.value.status == 400
+    assert 'strict decoding error: unknown field "spec.notInTheSchema"' in json.loads(e.value.body)["message"]

@@ -147,3 +147,15 @@ def test_a_crd_applied_by_kubectl_is_usable_at_once(kubectl: KubectlRunner) -> N
     assert "s1" in ok(kubectl("get", "sprockets", "-n", NS))
     ok(kubectl("delete", "crd", f"sprockets.{GROUP}"))
     assert kubectl("get", "sprockets", "-n", NS).returncode != 0
+
+
+def test_apply_refuses_fields_the_crd_schema_does_not_know(kubectl: KubectlRunner) -> None:
+    name = uniq("cbm")
+    model = {
+        "apiVersion": "ome.io/v1beta1",
+        "kind": "ClusterBaseModel",
+        "metadata": {"name": name},
+        "spec": {"vendor": "acme", "storage": {"storageUri": "hf://a/b", "path": "/raid/x"}, "typo": 1},
+    }
+    result = kubectl("apply", "-f", "-", input=json.dumps(model))
+    assert result.returncode != 0 and 'unknown field "spec.typo"' in result.stderr
