@@ -4,10 +4,11 @@ relabel adds and removes; delete cleans everything and releases the finalizer.""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from modelferry.names import FINALIZER
+from modelferry.names import FINALIZER, model_workflow_id
 from tests.e2e.harness import cluster_model, running_pipeline, unique
 
 pytestmark = pytest.mark.e2e
@@ -51,6 +52,25 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
         assert not (model_dir.parent / ".modelferry-versions" / name).exists()
         assert p.configmap_entry("node-1", name) is None
         assert f"models.ome/{uid}" not in p.node_labels("node-1")
+        if os.environ.get("MODELFERRY_RECORD_HISTORIES"):
+            await record_histories(p.client, model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name))
+
+
+async def record_histories(client, workflow_id: str) -> None:
+    """Refresh tests/data/histories/ (run with MODELFERRY_RECORD_HISTORIES=1 after a deliberate
+    workflow change that is guarded by workflow.patched, never to paper over a replay failure)."""
+    out = Path(__file__).resolve().parents[1] / "data" / "histories"
+    out.mkdir(parents=True, exist_ok=True)
+    handle = client.get_workflow_handle(workflow_id)
+    await handle.result()
+    ids = {"model_workflow_deliver_then_delete.json": workflow_id}
+    (out / "model_workflow_deliver_then_delete.json").write_text((await handle.fetch_history()).to_json())
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId="{workflow_id}/node/node-1"')]
+    for action, run in zip(("deliver", "remove"), sorted(runs, key=lambda r: r.start_time), strict=True):
+        node = client.get_workflow_handle(run.id, run_id=run.run_id)
+        (out / f"node_workflow_{action}.json").write_text((await node.fetch_history()).to_json())
+        ids[f"node_workflow_{action}.json"] = run.id
+    (out / "workflow_ids.txt").write_text("".join(f"{k} {v}\n" for k, v in sorted(ids.items())))
 
 
 async def test_placement_follows_node_labels(tmp_path, two_node_cluster, model_source):
