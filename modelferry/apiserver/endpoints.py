@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import discovery, errors, tables
+from . import discovery, errors, protobuf, tables
 from .errors import ApiError
 from .patch import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType
@@ -70,6 +70,10 @@ def _decode(body: bytes, content_type: str) -> Any:
             return json.loads(body or b"null")
         if media in ("application/yaml", "application/apply-patch+yaml"):
             return yaml.safe_load(body or b"")
+        if media == protobuf.MEDIA_TYPE:
+            return protobuf.decode_object(body)
+    except protobuf.ProtobufError:
+        raise errors.unsupported_media_type(content_type) from None
     except (ValueError, yaml.YAMLError) as e:
         raise errors.bad_request(f"error decoding the request body: {e}") from None
     raise errors.unsupported_media_type(content_type)
