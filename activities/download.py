@@ -77,14 +77,20 @@ class DownloadActivities:
         if pinned and isinstance(uri, HuggingFaceUri) and uri.revision != pinned:
             uri = dataclasses.replace(uri, revision=pinned)
         secret = read_model_secret(
-            reader=self._secrets, ref=inp.ref, spec=inp.spec, agent_namespace=self._settings.kube.agent_namespace
+            reader=self._secrets,
+            ref=inp.ref,
+            spec=inp.spec,
+            agent_namespace=self._settings.kube.agent_namespace,
         )
         started = time.monotonic()
         with Heartbeater() as beat:
             if checkpoint:
                 activity.logger.info(
                     "resuming %s on %s from checkpoint: %s file(s) done, revision %s",
-                    inp.ref.display(), inp.node, len(checkpoint.get("files_done", [])), pinned,
+                    inp.ref.display(),
+                    inp.node,
+                    len(checkpoint.get("files_done", [])),
+                    pinned,
                 )
             backend = open_backend(
                 uri,
@@ -129,8 +135,12 @@ class DownloadActivities:
                 backend.close()
         activity.logger.info(
             "%s on %s: %d file(s), %d bytes, %d transferred in %.1fs",
-            inp.ref.display(), inp.node, len(listing.files), listing.total_bytes,
-            result.bytes_transferred, time.monotonic() - started,
+            inp.ref.display(),
+            inp.node,
+            len(listing.files),
+            listing.total_bytes,
+            result.bytes_transferred,
+            time.monotonic() - started,
         )
         return DownloadModelResult(
             revision=listing.revision,

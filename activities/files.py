@@ -70,7 +70,9 @@ def _adopt_or_refuse(layout: ModelLayout) -> None:
     )
 
 
-def prune_versions(layout: ModelLayout, *, keep: str, keep_previous: int = KEEP_PREVIOUS_VERSIONS) -> list[str]:
+def prune_versions(
+    layout: ModelLayout, *, keep: str, keep_previous: int = KEEP_PREVIOUS_VERSIONS
+) -> list[str]:
     if not layout.store.is_dir():
         return []
     others = [p for p in layout.store.iterdir() if p.is_dir() and p.name != keep]
@@ -100,7 +102,9 @@ class FilesActivities:
     def activate_model_version(self, inp: NodeModelInput) -> str:
         layout = self._layout(inp)
         if not _is_complete(layout.version_dir(inp.version_id)):
-            raise UnmanagedPathError(f"version {inp.version_id} at {layout.store} is not complete; refusing to activate")
+            raise UnmanagedPathError(
+                f"version {inp.version_id} at {layout.store} is not complete; refusing to activate"
+            )
         if active_version(layout) != inp.version_id:
             layout.link.parent.mkdir(parents=True, exist_ok=True)
             _adopt_or_refuse(layout)

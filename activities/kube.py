@@ -161,7 +161,9 @@ class KubeClient:
 
     @_mapped
     def delete_configmap(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
-        preconditions = client.V1Preconditions(resource_version=resource_version) if resource_version else None
+        preconditions = (
+            client.V1Preconditions(resource_version=resource_version) if resource_version else None
+        )
         self._core.delete_namespaced_config_map(
             name, namespace, body=client.V1DeleteOptions(preconditions=preconditions)
         )

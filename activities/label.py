@@ -16,7 +16,13 @@ from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.messages import RemoveNodeModelStatusInput, SetNodeModelStatusInput
 from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from modelferry.nodestatus import NodeModelStatus, configmap_labels, node_label_patch, with_entry, without_entry
+from modelferry.nodestatus import (
+    NodeModelStatus,
+    configmap_labels,
+    node_label_patch,
+    with_entry,
+    without_entry,
+)
 
 _CONFLICT_ATTEMPTS = 50  # many writers per node ConfigMap; each retry re-reads, so this converges
 

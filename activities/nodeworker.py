@@ -29,9 +29,7 @@ class NodeWorkerActivities:
         if mode is not WorkerMode.JOB:
             return EnsureNodeWorkerResult(task_queue=worker_task_queue(node=inp.node), mode=mode.value)
         if not self._kube.node_exists(inp.node):
-            raise ApplicationError(
-                f"node {inp.node} does not exist", type="NodeNotFound", non_retryable=True
-            )
+            raise ApplicationError(f"node {inp.node} does not exist", type="NodeNotFound", non_retryable=True)
         namespace = inp.claim_namespace or self._settings.kube.agent_namespace
         claim = inp.claim_name
         name = worker_job_name(node=inp.node, claim_namespace=inp.claim_namespace, claim_name=claim)

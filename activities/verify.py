@@ -32,7 +32,7 @@ class VerifyReport:
 
 def _digests_of(path: Path, record: FileRecord, heartbeat: Callable[[], None] | None) -> dict[str, str]:
     wanted = record.digests()
-    hashers: dict[str, "hashlib._Hash"] = {}
+    hashers: dict[str, hashlib._Hash] = {}
     if "sha256" in wanted:
         hashers["sha256"] = hashlib.sha256()
     if "md5" in wanted:

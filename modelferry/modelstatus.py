@@ -54,21 +54,35 @@ def desired_status(
     in_progress = sorted(n for n in eligible if n not in ready and n not in failed)
 
     if deleting:
-        state, ready_cond = STATE_DELETING, _condition("Ready", False, "Deleting", "model is being removed", generation)
+        state, ready_cond = (
+            STATE_DELETING,
+            _condition("Ready", False, "Deleting", "model is being removed", generation),
+        )
     elif in_progress:
         state = STATE_CREATING
         ready_cond = _condition(
-            "Ready", False, "InProgress", f"{len(in_progress)} of {len(eligible)} node(s) in progress", generation
+            "Ready",
+            False,
+            "InProgress",
+            f"{len(in_progress)} of {len(eligible)} node(s) in progress",
+            generation,
         )
     elif not eligible:
-        state, ready_cond = STATE_FAILED, _condition("Ready", False, no_nodes_reason, no_nodes_message, generation)
+        state, ready_cond = (
+            STATE_FAILED,
+            _condition("Ready", False, no_nodes_reason, no_nodes_message, generation),
+        )
     elif ready:
         state = STATE_READY
         reason = "AllNodesReady" if not failed else "SomeNodesReady"
-        ready_cond = _condition("Ready", True, reason, f"ready on {len(ready)} of {len(eligible)} node(s)", generation)
+        ready_cond = _condition(
+            "Ready", True, reason, f"ready on {len(ready)} of {len(eligible)} node(s)", generation
+        )
     else:
         state = STATE_FAILED
-        ready_cond = _condition("Ready", False, "AllNodesFailed", _failure_summary(failed_outcomes), generation)
+        ready_cond = _condition(
+            "Ready", False, "AllNodesFailed", _failure_summary(failed_outcomes), generation
+        )
 
     conditions = [
         ready_cond,

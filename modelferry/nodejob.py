@@ -62,7 +62,9 @@ def build_worker_job(
     mounts: list[dict[str, Any]] = [{"name": "models", "mountPath": models_root}]
     if claim_name:
         mount_path = f"{PVC_MOUNT_ROOT}/{claim_name}"
-        volumes.append({"name": "claim", "persistentVolumeClaim": {"claimName": claim_name, "readOnly": True}})
+        volumes.append(
+            {"name": "claim", "persistentVolumeClaim": {"claimName": claim_name, "readOnly": True}}
+        )
         mounts.append({"name": "claim", "mountPath": mount_path, "readOnly": True})
         args += ["--pvc", f"{claim_namespace}:{claim_name}={mount_path}"]
     env = [

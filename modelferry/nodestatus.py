@@ -39,7 +39,11 @@ def entry_value(*, ref: ModelRef, status: NodeModelStatus, config: Mapping[str, 
 
 
 def with_entry(
-    data: Mapping[str, str] | None, *, ref: ModelRef, status: NodeModelStatus, config: Mapping[str, Any] | None
+    data: Mapping[str, str] | None,
+    *,
+    ref: ModelRef,
+    status: NodeModelStatus,
+    config: Mapping[str, Any] | None,
 ) -> dict[str, str]:
     """The ConfigMap data after setting this model's entry. A status change without new metadata
     keeps the config already recorded (an Updating entry for a re-download keeps the old config)."""

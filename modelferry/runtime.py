@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, TLSConfig

@@ -94,7 +94,10 @@ _ENV_OVERRIDES: dict[str, tuple[str, str]] = {
 
 
 def load_settings(
-    path: Path | None = None, *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Defaults < YAML file < environment < explicit overrides (`{"section.key": value}`)."""
     data: dict[str, Any] = {}

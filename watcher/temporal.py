@@ -9,7 +9,12 @@ creates a duplicate. Search attributes set at start make a model's history finda
 from __future__ import annotations
 
 from temporalio.client import Client, RPCError, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCStatusCode
 
 from modelferry.messages import ModelRef, ModelRevision, ModelWorkflowInput, PipelineOptions

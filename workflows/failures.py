@@ -20,12 +20,15 @@ def describe_failure(err: BaseException) -> NodeFailure:
         if cause.type == TimeoutType.SCHEDULE_TO_START:
             return NodeFailure(
                 "NodeWorkerUnavailable",
-                "no worker picked up the node's work in time (node gone, unschedulable, or worker not running)",
+                "no worker picked up the node's work in time "
+                "(node gone, unschedulable, or worker not running)",
                 True,
             )
         if cause.type == TimeoutType.HEARTBEAT:
             return NodeFailure("WorkerLost", "the node worker stopped heartbeating", True)
-        return NodeFailure("Timeout", f"activity timed out ({cause.type.name if cause.type else 'unknown'})", True)
+        return NodeFailure(
+            "Timeout", f"activity timed out ({cause.type.name if cause.type else 'unknown'})", True
+        )
     if isinstance(cause, ApplicationError):
         return NodeFailure(cause.type or "Error", cause.message, not cause.non_retryable)
     return NodeFailure(type(cause).__name__ if cause else "Error", str(cause or err), True)

@@ -119,7 +119,7 @@ class ModelWorkflow:
             timeout = timedelta(seconds=self._options.failed_node_retry_seconds) if retry_failed else None
             try:
                 await workflow.wait_condition(lambda: self._dirty or self._delete, timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._dirty = True  # time to retry nodes whose failure may have been temporary
 
     def _should_continue_as_new(self) -> bool:
@@ -169,9 +169,7 @@ class ModelWorkflow:
         # Children run while signals keep arriving: a delete, or a revision that changes where the
         # bytes come from, cancels the in-flight node work instead of waiting hours for it.
         batch = asyncio.ensure_future(asyncio.gather(*runs))
-        await workflow.wait_condition(
-            lambda: batch.done() or self._delete or self._superseded(fingerprint)
-        )
+        await workflow.wait_condition(lambda: batch.done() or self._delete or self._superseded(fingerprint))
         if not batch.done():
             batch.cancel()
         try:
@@ -191,7 +189,9 @@ class ModelWorkflow:
     def _superseded(self, fingerprint: str) -> bool:
         return self._revision is not None and delivery_fingerprint(self._revision.spec) != fingerprint
 
-    async def _run_node(self, node: str, action: str, revision: ModelRevision, *, node_exists: bool) -> NodeOutcome:
+    async def _run_node(
+        self, node: str, action: str, revision: ModelRevision, *, node_exists: bool
+    ) -> NodeOutcome:
         try:
             return await workflow.execute_child_workflow(
                 NodeWorkflow.run,
@@ -207,7 +207,9 @@ class ModelWorkflow:
                 task_queue=CONTROL_TASK_QUEUE,
             )
         except (ChildWorkflowError, ActivityError) as err:
-            failure = describe_failure(err.cause if isinstance(err, ChildWorkflowError) and err.cause else err)
+            failure = describe_failure(
+                err.cause if isinstance(err, ChildWorkflowError) and err.cause else err
+            )
             state = NodeModelStatus.FAILED.value
             return NodeOutcome(
                 node=node,
@@ -224,7 +226,11 @@ class ModelWorkflow:
             return
         for node in sorted(self._nodes):
             outcome = self._nodes[node]
-            if outcome.state == NodeModelStatus.READY and outcome.fingerprint == fingerprint and outcome.metadata:
+            if (
+                outcome.state == NodeModelStatus.READY
+                and outcome.fingerprint == fingerprint
+                and outcome.metadata
+            ):
                 await self._control(
                     ResourceActivities.write_spec_metadata,
                     WriteSpecMetadataInput(ref=self._ref, metadata=outcome.metadata),
@@ -232,7 +238,9 @@ class ModelWorkflow:
                 self._metadata_written_for = fingerprint
                 return
 
-    async def _write_status(self, eligible: list[str], plan: PlanPlacementResult, *, deleting: bool = False) -> None:
+    async def _write_status(
+        self, eligible: list[str], plan: PlanPlacementResult, *, deleting: bool = False
+    ) -> None:
         assert self._revision is not None
         disabled = bool(self._revision.spec.get("disabled"))
         reasons = "; ".join(f"{n}: {r}" for n, r in sorted(plan.excluded.items())[:5])
@@ -246,7 +254,9 @@ class ModelWorkflow:
         )
         if status == self._last_status:
             return
-        await self._control(ResourceActivities.write_model_status, WriteModelStatusInput(ref=self._ref, status=status))
+        await self._control(
+            ResourceActivities.write_model_status, WriteModelStatusInput(ref=self._ref, status=status)
+        )
         self._last_status = status
         self._state = status["state"]
         workflow.upsert_search_attributes(
@@ -263,7 +273,7 @@ class ModelWorkflow:
         await self._write_status(sorted(self._nodes), plan, deleting=True)
         existing = set(plan.existing_nodes)
         nodes = sorted(self._nodes)
-        if not nodes and self._started_for_delete and self._revision.spec:
+        if not nodes and self._started_for_delete and revision.spec:
             # A cleanup-only run does not know where the model went: sweep every node.
             nodes = sorted(existing)
         await asyncio.gather(

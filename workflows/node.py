@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         RemoveNodeModelStatusInput,
         SetNodeModelStatusInput,
     )
-    from modelferry.names import SKIP_CONFIG_PARSING_ANNOTATIONS, CONTROL_TASK_QUEUE
+    from modelferry.names import CONTROL_TASK_QUEUE, SKIP_CONFIG_PARSING_ANNOTATIONS
     from modelferry.nodestatus import NodeModelStatus
     from modelferry.storage_uri import PvcUri, parse_storage_uri
     from workflows.failures import describe_failure
@@ -52,8 +52,16 @@ def skip_config_parsing(annotations: dict[str, str]) -> bool:
 
 def spec_metadata(spec: dict) -> dict:
     """With parsing skipped, the ConfigMap's config is the spec's own metadata."""
-    keys = ("modelType", "modelArchitecture", "modelParameterSize", "maxTokens", "modelCapabilities",
-            "modelFormat", "modelFramework", "quantization")
+    keys = (
+        "modelType",
+        "modelArchitecture",
+        "modelParameterSize",
+        "maxTokens",
+        "modelCapabilities",
+        "modelFormat",
+        "modelFramework",
+        "quantization",
+    )
     return {k: spec[k] for k in keys if spec.get(k) not in (None, "", [], {})}
 
 
@@ -65,7 +73,9 @@ class NodeWorkflow:
             return await self._remove(inp)
         return await self._deliver(inp)
 
-    async def _label(self, inp: NodeWorkflowInput, status: NodeModelStatus, config: dict | None = None) -> None:
+    async def _label(
+        self, inp: NodeWorkflowInput, status: NodeModelStatus, config: dict | None = None
+    ) -> None:
         await workflow.execute_activity_method(
             LabelActivities.set_node_model_status,
             SetNodeModelStatusInput(ref=inp.ref, node=inp.node, status=status.value, config=config),

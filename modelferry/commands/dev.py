@@ -18,22 +18,45 @@ def _pvc(text: str) -> tuple[str, Path]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("dev", help="run everything on this machine (Temporal dev server, embedded API server, "
-                       "watcher, workers)")
-    p.add_argument("--home", type=Path, default=Path(".modelferry"), help="state directory (default ./.modelferry)")
+    p = sub.add_parser(
+        "dev",
+        help="run everything on this machine (Temporal dev server, embedded API server, watcher, workers)",
+    )
+    p.add_argument(
+        "--home", type=Path, default=Path(".modelferry"), help="state directory (default ./.modelferry)"
+    )
     p.add_argument("--kube-port", type=int, default=0, help="embedded API server port (default: a free port)")
     p.add_argument("--temporal-port", type=int, default=7233)
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
     p.add_argument("--node-name", default=socket.gethostname())
-    p.add_argument("--node-root", type=Path, default=None, help="simulated node filesystem (default <home>/node)")
-    p.add_argument("--pvc", type=_pvc, action="append", default=[], metavar="NAME=DIR",
-                   help="map a PersistentVolumeClaim to a local directory (repeatable)")
-    p.add_argument("--example", action="store_true", help="write a small generated model and apply a resource for it")
-    p.add_argument("--apply", type=Path, action="append", default=[], metavar="FILE",
-                   help="apply these model resources once the stack is up")
-    p.add_argument("--exit-when-ready", action="store_true",
-                   help="stop everything once the applied resources are Ready (exit 1 if one fails)")
+    p.add_argument(
+        "--node-root", type=Path, default=None, help="simulated node filesystem (default <home>/node)"
+    )
+    p.add_argument(
+        "--pvc",
+        type=_pvc,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="map a PersistentVolumeClaim to a local directory (repeatable)",
+    )
+    p.add_argument(
+        "--example", action="store_true", help="write a small generated model and apply a resource for it"
+    )
+    p.add_argument(
+        "--apply",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="apply these model resources once the stack is up",
+    )
+    p.add_argument(
+        "--exit-when-ready",
+        action="store_true",
+        help="stop everything once the applied resources are Ready (exit 1 if one fails)",
+    )
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -42,8 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from modelferry.dev.stack import DevOptions, run_dev
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     opts = DevOptions(
         home=args.home,
         kube_port=args.kube_port,

@@ -14,9 +14,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--node", required=True, help="this node's name (the Downward API's spec.nodeName)")
     p.add_argument("--task-queue", default=None, help="override the node's queue (pvc:// Jobs use their own)")
     p.add_argument("--config", type=Path, default=None, help="settings YAML")
-    p.add_argument("--idle-exit", type=float, default=0.0, help="exit after this many idle seconds (Job mode)")
-    p.add_argument("--pvc", action="append", default=[], metavar="CLAIM=DIR",
-                   help="where a claim is mounted, e.g. ns:claim=/mnt/claim (repeatable)")
+    p.add_argument(
+        "--idle-exit", type=float, default=0.0, help="exit after this many idle seconds (Job mode)"
+    )
+    p.add_argument(
+        "--pvc",
+        action="append",
+        default=[],
+        metavar="CLAIM=DIR",
+        help="where a claim is mounted, e.g. ns:claim=/mnt/claim (repeatable)",
+    )
     p.add_argument("--node-root", type=Path, default=None)
     p.add_argument("--no-kube", action="store_true", help="no Kubernetes access (no storageKey secrets)")
     p.set_defaults(func=run)

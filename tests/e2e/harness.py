@@ -100,7 +100,9 @@ class Pipeline:
 
     def start_node_worker(self, node: str) -> None:
         worker = build_node_worker(
-            client=self.client, node=node, kube=KubeClient(self.cluster.api_client()),
+            client=self.client,
+            node=node,
+            kube=KubeClient(self.cluster.api_client()),
             settings=self.node_settings(node),
         )
         self.node_workers[node] = (worker, asyncio.create_task(worker.run(), name=f"node-{node}"))
@@ -123,7 +125,11 @@ class Pipeline:
         kind = ModelKind(obj["kind"])
         try:
             return await asyncio.to_thread(
-                self.custom.get_cluster_custom_object, API_GROUP, API_VERSION, kind.plural, obj["metadata"]["name"]
+                self.custom.get_cluster_custom_object,
+                API_GROUP,
+                API_VERSION,
+                kind.plural,
+                obj["metadata"]["name"],
             )
         except ApiException as e:
             if e.status == 404:
@@ -133,13 +139,22 @@ class Pipeline:
     async def patch(self, obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         kind = ModelKind(obj["kind"])
         return await asyncio.to_thread(
-            self.custom.patch_cluster_custom_object, API_GROUP, API_VERSION, kind.plural, obj["metadata"]["name"], patch
+            self.custom.patch_cluster_custom_object,
+            API_GROUP,
+            API_VERSION,
+            kind.plural,
+            obj["metadata"]["name"],
+            patch,
         )
 
     async def delete(self, obj: dict[str, Any]) -> None:
         kind = ModelKind(obj["kind"])
         await asyncio.to_thread(
-            self.custom.delete_cluster_custom_object, API_GROUP, API_VERSION, kind.plural, obj["metadata"]["name"]
+            self.custom.delete_cluster_custom_object,
+            API_GROUP,
+            API_VERSION,
+            kind.plural,
+            obj["metadata"]["name"],
         )
 
     async def wait_for(
@@ -160,14 +175,20 @@ class Pipeline:
         async def probe() -> dict[str, Any] | None:
             got = await self.get(obj)
             status = (got or {}).get("status") or {}
-            if got and status.get("state") == state and status.get("observedGeneration") == got["metadata"]["generation"]:
+            if (
+                got
+                and status.get("state") == state
+                and status.get("observedGeneration") == got["metadata"]["generation"]
+            ):
                 return got
             return None
 
         try:
             return await self.wait_for(probe, timeout=timeout, what=f"{obj['metadata']['name']} {state}")
         except AssertionError as e:
-            raise AssertionError(f"{e}; status now: {json.dumps(((await self.get(obj)) or {}).get('status'))}") from None
+            raise AssertionError(
+                f"{e}; status now: {json.dumps(((await self.get(obj)) or {}).get('status'))}"
+            ) from None
 
     def configmap_entry(self, node: str, key: str) -> dict[str, Any] | None:
         try:
@@ -217,7 +238,9 @@ async def running_pipeline(
         for root in roots.values():
             root.mkdir(parents=True, exist_ok=True)
         p = Pipeline(cluster=cluster, temporal=temporal, client=client, settings=settings, node_roots=roots)
-        control = build_control_worker(client=client, kube=KubeClient(cluster.api_client()), settings=settings)
+        control = build_control_worker(
+            client=client, kube=KubeClient(cluster.api_client()), settings=settings
+        )
         p.tasks.append(asyncio.create_task(control.run(), name="control"))
         p.tasks.append(
             asyncio.create_task(

@@ -33,10 +33,22 @@ def write_worker_config(path: Path, settings: Settings, *, node_root: Path) -> P
     return path
 
 
-def start_worker_process(*, node: str, config: Path, log: Path, extra_args: list[str] | None = None) -> subprocess.Popen:
+def start_worker_process(
+    *, node: str, config: Path, log: Path, extra_args: list[str] | None = None
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "modelferry.cli", "worker", "--node", node, "--config", str(config), *(extra_args or [])],
-        stdout=open(log, "ab"),  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "modelferry.cli",
+            "worker",
+            "--node",
+            node,
+            "--config",
+            str(config),
+            *(extra_args or []),
+        ],
+        stdout=open(log, "ab"),
         stderr=subprocess.STDOUT,
         env=worker_env(),
     )
@@ -108,7 +120,10 @@ class FakeKubelet:
         if proc is None:
             container = pod.containers[0]
             env = {e.name: e.value for e in container.env or [] if e.value is not None}
-            env |= {"MODELFERRY_KUBECONFIG": str(self.kubeconfig), "MODELFERRY_NODE_ROOT": str(self.nodes[pod.node_name])}
+            env |= {
+                "MODELFERRY_KUBECONFIG": str(self.kubeconfig),
+                "MODELFERRY_NODE_ROOT": str(self.nodes[pod.node_name]),
+            }
             self.processes[key] = subprocess.Popen(
                 [sys.executable, "-m", "modelferry.cli", *self._mounted(container.args)],
                 stdout=open(self.log_dir / f"{name}.log", "ab"),  # noqa: SIM115

@@ -20,13 +20,30 @@ CONFORMANCE = PROJECT_ROOT.parent / "shared" / "apiconformance"
 
 
 def dev_command(home: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "modelferry.cli", "dev", "--home", str(home), "--headless",
-            "--temporal-port", str(free_port()), "--kube-port", str(free_port()), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "modelferry.cli",
+        "dev",
+        "--home",
+        str(home),
+        "--headless",
+        "--temporal-port",
+        str(free_port()),
+        "--kube-port",
+        str(free_port()),
+        *extra,
+    ]
 
 
 def test_dev_example_exits_when_ready(tmp_path):
-    done = subprocess.run(dev_command(tmp_path / "home", "--example", "--exit-when-ready"),
-                          capture_output=True, text=True, timeout=180, env=worker_env())
+    done = subprocess.run(
+        dev_command(tmp_path / "home", "--example", "--exit-when-ready"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=worker_env(),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ClusterBaseModel/tiny-llama is Ready" in done.stdout
     model = tmp_path / "home" / "node" / "raid" / "models" / "modelferry" / "tiny-llama"
@@ -37,16 +54,27 @@ def test_dev_example_exits_when_ready(tmp_path):
 def test_api_conformance_suite_passes_against_dev(tmp_path):
     home = tmp_path / "home"
     log = open(tmp_path / "dev.log", "w")  # noqa: SIM115
-    dev = subprocess.Popen(dev_command(home, "--example"), stdout=log, stderr=subprocess.STDOUT, env=worker_env())
+    dev = subprocess.Popen(
+        dev_command(home, "--example"), stdout=log, stderr=subprocess.STDOUT, env=worker_env()
+    )
     try:
         deadline = time.monotonic() + 60
         while "applied" not in (tmp_path / "dev.log").read_text():
             assert dev.poll() is None and time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
             time.sleep(0.2)
-        env = {**os.environ, "KUBECONFIG": str(home / "kubeconfig"),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CONFORMANCE)],
-                             capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(home / "kubeconfig"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CONFORMANCE)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=tmp_path,
+        )
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     finally:
         dev.terminate()

@@ -18,8 +18,9 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
     claim_dir, params = model_source
     name = unique("tiny")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
-    async with running_pipeline(cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"],
-                                pvcs={"models": claim_dir}) as p:
+    async with running_pipeline(
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+    ) as p:
         made = await p.apply(obj)
         uid = made["metadata"]["uid"]
         ready = await p.wait_state(obj, "Ready")
@@ -29,8 +30,12 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
         assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
         assert FINALIZER in ready["metadata"]["finalizers"]
         # parsed metadata filled the empty spec fields, once
-        await p.wait_for(lambda: (p.custom.get_cluster_custom_object(
-            "ome.io", "v1beta1", "clusterbasemodels", name)["spec"].get("modelArchitecture")), what="spec metadata")
+        await p.wait_for(
+            lambda: p.custom.get_cluster_custom_object("ome.io", "v1beta1", "clusterbasemodels", name)[
+                "spec"
+            ].get("modelArchitecture"),
+            what="spec metadata",
+        )
         spec = p.custom.get_cluster_custom_object("ome.io", "v1beta1", "clusterbasemodels", name)["spec"]
         assert spec["modelArchitecture"] == "LlamaForCausalLM"
         assert spec["maxTokens"] == 2048
@@ -43,17 +48,25 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
         model_dir = p.node_roots["node-1"] / "raid" / "models" / name
         assert model_dir.is_symlink()
         assert (model_dir / "config.json").read_bytes() == (claim_dir / "tiny" / "config.json").read_bytes()
-        assert (model_dir / "model.safetensors").read_bytes() == (claim_dir / "tiny" / "model.safetensors").read_bytes()
+        assert (model_dir / "model.safetensors").read_bytes() == (
+            claim_dir / "tiny" / "model.safetensors"
+        ).read_bytes()
 
         await p.delete(obj)
-        await p.wait_for(lambda: p.custom.list_cluster_custom_object(
-            "ome.io", "v1beta1", "clusterbasemodels")["items"] == [], what="finalizer released")
+        await p.wait_for(
+            lambda: (
+                p.custom.list_cluster_custom_object("ome.io", "v1beta1", "clusterbasemodels")["items"] == []
+            ),
+            what="finalizer released",
+        )
         assert not os.path.lexists(model_dir)
         assert not (model_dir.parent / ".modelferry-versions" / name).exists()
         assert p.configmap_entry("node-1", name) is None
         assert f"models.ome/{uid}" not in p.node_labels("node-1")
         if os.environ.get("MODELFERRY_RECORD_HISTORIES"):
-            await record_histories(p.client, model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name))
+            await record_histories(
+                p.client, model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
+            )
 
 
 async def record_histories(client, workflow_id: str) -> None:
@@ -78,8 +91,9 @@ async def test_placement_follows_node_labels(tmp_path, two_node_cluster, model_s
     name = unique("placed")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     obj["spec"]["storage"]["nodeSelector"] = {"gpu": "a100"}
-    async with running_pipeline(cluster=two_node_cluster, tmp=tmp_path, nodes=["gpu-a", "gpu-b"],
-                                pvcs={"models": claim_dir}) as p:
+    async with running_pipeline(
+        cluster=two_node_cluster, tmp=tmp_path, nodes=["gpu-a", "gpu-b"], pvcs={"models": claim_dir}
+    ) as p:
         made = await p.apply(obj)
         uid = made["metadata"]["uid"]
         ready = await p.wait_state(obj, "Ready")
@@ -97,8 +111,10 @@ async def test_placement_follows_node_labels(tmp_path, two_node_cluster, model_s
             return got if (got.get("status") or {}).get("nodesReady") == ["gpu-b"] else None
 
         await p.wait_for(moved, what="model moved to gpu-b")
-        await p.wait_for(lambda: not os.path.lexists(p.node_roots["gpu-a"] / "raid/models" / name),
-                         what="files removed from gpu-a")
+        await p.wait_for(
+            lambda: not os.path.lexists(p.node_roots["gpu-a"] / "raid/models" / name),
+            what="files removed from gpu-a",
+        )
         assert (p.node_roots["gpu-b"] / "raid/models" / name / "model.safetensors").exists()
         assert p.configmap_entry("gpu-a", name) is None
         assert f"models.ome/{uid}" not in p.node_labels("gpu-a")
@@ -109,8 +125,9 @@ async def test_invalid_resource_fails_with_the_field_named(tmp_path, one_node_cl
     claim_dir, _ = model_source
     bad = cluster_model(unique("bad"), uri="hf://", path="relative/path")
     good = cluster_model(unique("good"), uri="pvc://default:models/tiny", path="/raid/models/good")
-    async with running_pipeline(cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"],
-                                pvcs={"models": claim_dir}) as p:
+    async with running_pipeline(
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+    ) as p:
         await p.apply(bad)
         await p.apply(good)
         failed = await p.wait_state(bad, "Failed")

@@ -25,8 +25,9 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
     name = unique("restart")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     wid = model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
-    async with running_pipeline(cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"],
-                                pvcs={"models": claim_dir}) as p:
+    async with running_pipeline(
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+    ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")
 
@@ -36,11 +37,16 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
         await asyncio.wait_for(watcher_task, timeout=30)
         stop = asyncio.Event()
         seen: list[str] = []
-        again = asyncio.create_task(run_watcher(
-            api_client=p.cluster.api_client(), gateway=TemporalGateway(client=p.client), stop=stop,
-            identity="e2e-2", leader_election=False,
-            on_decided=lambda event, decisions, done: seen.extend(type(d).__name__ for d in decisions),
-        ))
+        again = asyncio.create_task(
+            run_watcher(
+                api_client=p.cluster.api_client(),
+                gateway=TemporalGateway(client=p.client),
+                stop=stop,
+                identity="e2e-2",
+                leader_election=False,
+                on_decided=lambda event, decisions, done: seen.extend(type(d).__name__ for d in decisions),
+            )
+        )
         try:
             await p.wait_for(lambda: "Apply" in seen, what="the new watcher re-applied")
             await asyncio.sleep(1.0)
@@ -64,15 +70,21 @@ async def test_delete_completes_when_the_node_is_gone(tmp_path, one_node_cluster
     claim_dir, _ = model_source
     name = unique("orphan")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
-    async with running_pipeline(cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"],
-                                pvcs={"models": claim_dir}) as p:
+    async with running_pipeline(
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+    ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")
         await p.stop_node_worker("node-1")
         await asyncio.to_thread(p.core.delete_node, "node-1")
         await p.delete(obj)
-        await p.wait_for(lambda: p.custom.list_cluster_custom_object(
-            "ome.io", "v1beta1", "clusterbasemodels")["items"] == [], timeout=60, what="finalizer released")
+        await p.wait_for(
+            lambda: (
+                p.custom.list_cluster_custom_object("ome.io", "v1beta1", "clusterbasemodels")["items"] == []
+            ),
+            timeout=60,
+            what="finalizer released",
+        )
         # the vanished node's ConfigMap goes with its last entry
         assert p.configmap_entry("node-1", name) is None
         # nothing could be removed from a node that no longer exists; the files stay as they were

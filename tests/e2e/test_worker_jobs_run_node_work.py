@@ -18,14 +18,25 @@ async def test_job_mode_delivers_through_a_pinned_job_and_reports_unreachable_no
     options = FAST_OPTIONS.model_copy(update={"node_schedule_to_start_seconds": 8.0})
     nodes = {"node-1": {"tier": "gpu"}, "node-dead": {"tier": "gpu"}}
     with embedded_cluster(tmp_path, nodes) as cluster:
-        async with running_pipeline(cluster=cluster, tmp=tmp_path, nodes=list(nodes), start_node_workers=False,
-                                    worker_mode=WorkerMode.JOB, options=options) as p:
+        async with running_pipeline(
+            cluster=cluster,
+            tmp=tmp_path,
+            nodes=list(nodes),
+            start_node_workers=False,
+            worker_mode=WorkerMode.JOB,
+            options=options,
+        ) as p:
             p.settings.worker.idle_exit_seconds = 2.0
             name = unique("jobbed")
             obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
             kubelet_roots = {"node-1": p.node_roots["node-1"]}  # node-dead never runs its Job
-            with FakeKubelet(api_client=cluster.api_client(), nodes=kubelet_roots,
-                             kubeconfig=cluster.kubeconfig, log_dir=tmp_path, claim_dirs={"models": claim_dir}):
+            with FakeKubelet(
+                api_client=cluster.api_client(),
+                nodes=kubelet_roots,
+                kubeconfig=cluster.kubeconfig,
+                log_dir=tmp_path,
+                claim_dirs={"models": claim_dir},
+            ):
                 await p.apply(obj)
                 ready = await p.wait_state(obj, "Ready", timeout=120)
                 assert ready["status"]["nodesReady"] == ["node-1"]
@@ -44,12 +55,17 @@ async def test_job_mode_delivers_through_a_pinned_job_and_reports_unreachable_no
 
                 # The worker exits when idle; the next model's work gets a fresh Job.
                 def finished() -> bool:
-                    job = next(j for j in k8s.BatchV1Api(jobs).list_namespaced_job("default").items
-                               if j.spec.template.spec.node_name == "node-1")
+                    job = next(
+                        j
+                        for j in k8s.BatchV1Api(jobs).list_namespaced_job("default").items
+                        if j.spec.template.spec.node_name == "node-1"
+                    )
                     return bool(job.status and job.status.conditions)
 
                 await p.wait_for(finished, timeout=60, what="idle worker Job completed")
-                second = cluster_model(unique("again"), uri="pvc://default:models/tiny", path="/raid/models/again")
+                second = cluster_model(
+                    unique("again"), uri="pvc://default:models/tiny", path="/raid/models/again"
+                )
                 second["spec"]["storage"]["nodeSelector"] = {"kubernetes.io/hostname": "node-1"}
                 p.label_node("node-1", {"kubernetes.io/hostname": "node-1"})
                 await p.apply(second)

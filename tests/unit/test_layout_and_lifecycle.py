@@ -29,7 +29,12 @@ def test_versions_live_beside_the_link():
 
 @pytest.mark.parametrize(
     ("revision", "expected"),
-    [("0123abcd" * 5, "0123abcd" * 5), ("refs/pr/1", "refs_pr_1"), ("", "unversioned"), ("..", "unversioned")],
+    [
+        ("0123abcd" * 5, "0123abcd" * 5),
+        ("refs/pr/1", "refs_pr_1"),
+        ("", "unversioned"),
+        ("..", "unversioned"),
+    ],
 )
 def test_version_ids_are_directory_safe(revision, expected):
     assert version_id_for(revision) == expected
@@ -50,8 +55,13 @@ def test_metadata_only_spec_changes_do_not_need_node_work():
 
 def test_parsed_metadata_fills_only_empty_fields():
     spec = {"modelType": "", "maxTokens": 4096, "modelCapabilities": ["TEXT_TO_TEXT"]}
-    parsed = {"modelType": "llama", "maxTokens": 131072, "modelCapabilities": ["TEXT_GENERATION"],
-              "modelParameterSize": "8B", "dtype": "bfloat16"}
+    parsed = {
+        "modelType": "llama",
+        "maxTokens": 131072,
+        "modelCapabilities": ["TEXT_GENERATION"],
+        "modelParameterSize": "8B",
+        "dtype": "bfloat16",
+    }
     assert fill_empty_spec_fields(spec, parsed) == {"modelType": "llama", "modelParameterSize": "8B"}
 
 
@@ -68,7 +78,9 @@ def test_worker_job_is_pinned_tolerant_and_mounts_the_models_root():
 def test_pvc_jobs_mount_the_claim_read_only_and_poll_their_own_queue():
     job = build_worker_job(settings=Settings(), node="n1", namespace="team", claim_name="weights")
     pod = job["spec"]["template"]["spec"]
-    assert {"name": "claim", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in pod["volumes"]
+    assert {"name": "claim", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in pod[
+        "volumes"
+    ]
     queue = worker_task_queue(node="n1", claim_namespace="team", claim_name="weights")
     assert queue != worker_task_queue(node="n1")
     assert queue in pod["containers"][0]["args"]

@@ -16,14 +16,40 @@ def outcome(node: str, state: str, reason: str = "", message: str = "") -> NodeO
         (["a", "b"], {}, "Creating", "InProgress", [], []),
         (["a", "b"], {"a": outcome("a", "Ready")}, "Creating", "InProgress", ["a"], []),
         (["a"], {"a": outcome("a", "Updating")}, "Creating", "InProgress", [], []),
-        (["a", "b"], {"a": outcome("a", "Ready"), "b": outcome("b", "Ready")}, "Ready", "AllNodesReady",
-         ["a", "b"], []),
-        (["a", "b"], {"a": outcome("a", "Ready"), "b": outcome("b", "Failed", "X", "boom")}, "Ready",
-         "SomeNodesReady", ["a"], ["b"]),
-        (["a"], {"a": outcome("a", "Failed", "GatedRepoError", "gated")}, "Failed", "AllNodesFailed", [], ["a"]),
+        (
+            ["a", "b"],
+            {"a": outcome("a", "Ready"), "b": outcome("b", "Ready")},
+            "Ready",
+            "AllNodesReady",
+            ["a", "b"],
+            [],
+        ),
+        (
+            ["a", "b"],
+            {"a": outcome("a", "Ready"), "b": outcome("b", "Failed", "X", "boom")},
+            "Ready",
+            "SomeNodesReady",
+            ["a"],
+            ["b"],
+        ),
+        (
+            ["a"],
+            {"a": outcome("a", "Failed", "GatedRepoError", "gated")},
+            "Failed",
+            "AllNodesFailed",
+            [],
+            ["a"],
+        ),
         ([], {}, "Failed", "NoEligibleNodes", [], []),
         # an outcome for a node that is no longer eligible does not count
-        (["a"], {"a": outcome("a", "Ready"), "z": outcome("z", "Failed")}, "Ready", "AllNodesReady", ["a"], []),
+        (
+            ["a"],
+            {"a": outcome("a", "Ready"), "z": outcome("z", "Failed")},
+            "Ready",
+            "AllNodesReady",
+            ["a"],
+            [],
+        ),
     ],
 )
 def test_state_and_ready_condition(eligible, outcomes, state, ready_reason, ready, failed):
@@ -39,15 +65,23 @@ def test_state_and_ready_condition(eligible, outcomes, state, ready_reason, read
 
 
 def test_failure_reason_reaches_the_ready_condition_message():
-    status = desired_status(generation=1, eligible=["n1"], outcomes={"n1": outcome("n1", "Failed", "GatedRepoError",
-                                                                                   "gated: request access")})
+    status = desired_status(
+        generation=1,
+        eligible=["n1"],
+        outcomes={"n1": outcome("n1", "Failed", "GatedRepoError", "gated: request access")},
+    )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert "n1: GatedRepoError: gated: request access" in ready["message"]
 
 
 def test_disabled_reason_is_named():
-    status = desired_status(generation=1, eligible=[], outcomes={}, no_nodes_reason="Disabled",
-                            no_nodes_message="the model is disabled")
+    status = desired_status(
+        generation=1,
+        eligible=[],
+        outcomes={},
+        no_nodes_reason="Disabled",
+        no_nodes_message="the model is disabled",
+    )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["reason"], ready["message"]) == ("Disabled", "the model is disabled")
 
@@ -65,7 +99,9 @@ def test_write_only_when_changed_ignores_timestamps():
 def test_transition_time_kept_until_status_flips():
     first = desired_status(generation=1, eligible=["a"], outcomes={})
     written = merge_transition_times(None, first, now="T1")
-    same = merge_transition_times(written, desired_status(generation=2, eligible=["a"], outcomes={}), now="T2")
+    same = merge_transition_times(
+        written, desired_status(generation=2, eligible=["a"], outcomes={}), now="T2"
+    )
     assert {c["lastTransitionTime"] for c in same["conditions"]} == {"T1"}
     flipped = merge_transition_times(
         written, desired_status(generation=2, eligible=["a"], outcomes={"a": outcome("a", "Ready")}), now="T3"

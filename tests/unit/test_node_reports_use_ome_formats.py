@@ -28,7 +28,11 @@ def test_entry_value_is_ome_json_and_keeps_config_across_status_changes():
     data = with_entry({}, ref=CBM, status=NodeModelStatus.READY, config={"modelType": "llama"})
     assert json.loads(data["llama"]) == {"name": "llama", "status": "Ready", "config": {"modelType": "llama"}}
     data = with_entry(data, ref=CBM, status=NodeModelStatus.UPDATING, config=None)
-    assert json.loads(data["llama"]) == {"name": "llama", "status": "Updating", "config": {"modelType": "llama"}}
+    assert json.loads(data["llama"]) == {
+        "name": "llama",
+        "status": "Updating",
+        "config": {"modelType": "llama"},
+    }
     assert without_entry(data, ref=CBM) == {}
 
 
@@ -42,5 +46,12 @@ def test_labels():
     assert node_label_patch(model_uid="u-1", status=NodeModelStatus.READY) == {
         "metadata": {"labels": {"models.ome/u-1": "Ready"}}
     }
-    assert node_label_patch(model_uid="u-1", status=None) == {"metadata": {"labels": {"models.ome/u-1": None}}}
-    assert node_label_patch(model_uid="u-1", status=NodeModelStatus.DELETED)["metadata"]["labels"]["models.ome/u-1"] is None
+    assert node_label_patch(model_uid="u-1", status=None) == {
+        "metadata": {"labels": {"models.ome/u-1": None}}
+    }
+    assert (
+        node_label_patch(model_uid="u-1", status=NodeModelStatus.DELETED)["metadata"]["labels"][
+            "models.ome/u-1"
+        ]
+        is None
+    )

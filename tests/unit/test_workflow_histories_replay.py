@@ -14,13 +14,18 @@ from workflows.node import NodeWorkflow
 HISTORY_DIR = Path(__file__).resolve().parents[1] / "data" / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
 # Child workflow IDs derive from the parent's, so a history replays only under its original ID.
-WORKFLOW_IDS = dict(line.split(" ", 1) for line in (HISTORY_DIR / "workflow_ids.txt").read_text().splitlines())
+WORKFLOW_IDS = dict(
+    line.split(" ", 1) for line in (HISTORY_DIR / "workflow_ids.txt").read_text().splitlines()
+)
 
 
 def test_recorded_histories_exist():
     names = {p.name for p in HISTORIES}
-    assert {"model_workflow_deliver_then_delete.json", "node_workflow_deliver.json",
-            "node_workflow_remove.json"} <= names
+    assert {
+        "model_workflow_deliver_then_delete.json",
+        "node_workflow_deliver.json",
+        "node_workflow_remove.json",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
