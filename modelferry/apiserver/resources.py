@@ -235,7 +235,10 @@ def version_priority(version: str) -> tuple[int, int, int, str]:
 
 @dataclass
 class ResourceRegistry:
-    """Served resource types by (group, version, plural); CRDs add and remove theirs at run time."""
+    """Served resource types by (group, version, plural); CRDs add and remove theirs at run time.
+
+    Changes (made under the store lock) replace the whole mapping, so discovery requests can read
+    it without the lock and never see it change mid-iteration."""
 
     _types: dict[tuple[str, str, str], ResourceType] = field(default_factory=dict)
 
@@ -243,12 +246,15 @@ class ResourceRegistry:
         self.add(BUILTIN_RESOURCES)
 
     def add(self, types: Iterable[ResourceType]) -> None:
-        for rt in types:
-            self._types[(rt.group, rt.version, rt.plural)] = rt
+        self._types = {**self._types, **{(rt.group, rt.version, rt.plural): rt for rt in types}}
 
     def remove_storage_key(self, storage_key: str) -> None:
-        for key in [k for k, rt in self._types.items() if rt.storage_key == storage_key]:
-            del self._types[key]
+        self.replace_storage_key(storage_key, ())
+
+    def replace_storage_key(self, storage_key: str, types: Iterable[ResourceType]) -> None:
+        """Serve exactly `types` for this storage key (a CRD's versions after it changed)."""
+        kept = {k: rt for k, rt in self._types.items() if rt.storage_key != storage_key}
+        self._types = {**kept, **{(rt.group, rt.version, rt.plural): rt for rt in types}}
 
     def get(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._types.get((group, version, plural))

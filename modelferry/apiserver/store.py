@@ -332,8 +332,7 @@ class Store:
     def _after_write(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         if rt.storage_key == CRD_STORAGE_KEY:
             key = f"{obj['spec']['group']}/{obj['spec']['names']['plural']}"
-            self.registry.remove_storage_key(key)
-            self.registry.add(crd_resource_types(obj))
+            self.registry.replace_storage_key(key, crd_resource_types(obj))
 
     # --- delete ---------------------------------------------------------------------------------
 
