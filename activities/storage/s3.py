@@ -47,6 +47,7 @@ from modelferry.errors import (
 from modelferry.storage_uri import S3Uri
 
 CHUNK_SIZE = 1024 * 1024  # the engine checks for stalls and progress per chunk
+LIST_PAGE_SIZE = 1000  # the service's maximum keys per ListObjectsV2 page
 _HEAD_CONCURRENCY = 16  # HEADs in flight while listing; each is one small round trip
 _DEFAULT_REGION_WITH_ENDPOINT = "us-east-1"  # MinIO, Ceph and R2 accept any region for signing
 
@@ -192,7 +193,9 @@ class S3Backend:
         found: list[tuple[str, str, dict[str, Any]]] = []
         try:
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._uri.bucket, Prefix=list_prefix):
+            for page in paginator.paginate(
+                Bucket=self._uri.bucket, Prefix=list_prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+            ):
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
                     if key.endswith("/"):

@@ -140,7 +140,7 @@ class FakeOciServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="fake-oci", daemon=True).start()
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-oci", daemon=True).start()
         return self
 
     def stop(self) -> None:
