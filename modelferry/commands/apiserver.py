@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,17 +50,27 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modelferry.apiserver import EmbeddedApiServer
+    from modelferry.apiserver.errors import ApiError
     from modelferry.apiserver.seed import parse_node_arg
 
-    nodes = [parse_node_arg(text) for text in args.node]
+    try:
+        nodes = [parse_node_arg(text) for text in args.node]
+        manifests = _manifests(args.manifest)
+    except (OSError, ValueError) as e:
+        print(f"modelferry apiserver: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with EmbeddedApiServer(port=args.port, state_path=args.state, watch_window=args.watch_window) as server:
-        for name, labels in nodes:
-            server.add_node(name, labels)
-        for obj in _manifests(args.manifest):
-            server.apply_manifest(obj)
+        try:
+            for name, labels in nodes:
+                server.add_node(name, labels)
+            for obj in manifests:
+                server.apply_manifest(obj)
+        except (ApiError, ValueError) as e:
+            print(f"modelferry apiserver: {e}", file=sys.stderr)
+            return 2
         kubeconfig = server.write_kubeconfig(args.kubeconfig)
         print(f"modelferry apiserver serving {server.url}; kubeconfig {kubeconfig}", flush=True)
         stop.wait()
@@ -67,9 +78,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _manifests(paths: list[Path]) -> list[dict[str, Any]]:
+    """The Kubernetes objects in these files (directories: their *.yaml/*.yml), CRDs first so
+    objects of the kinds they define can follow; kustomization files are skipped."""
     import yaml
 
     files = [f for p in paths for f in (sorted(p.glob("*.y*ml")) if p.is_dir() else [p])]
-    # CRDs first, so objects of the kinds they define can follow in any order.
-    docs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict)]
+    docs = [
+        d
+        for f in files
+        for d in yaml.safe_load_all(f.read_text())
+        if isinstance(d, dict) and not str(d.get("apiVersion", "")).startswith("kustomize.config.k8s.io/")
+    ]
     return sorted(docs, key=lambda d: d.get("kind") != "CustomResourceDefinition")

@@ -52,3 +52,29 @@ def test_cli_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "serving http://127.0.0.1:" in out
     assert "gpu-1" in state.read_text()
+
+
+def test_cli_refuses_a_manifest_it_cannot_serve(tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "apiVersion: example.com/v1\nkind: Unknown\nmetadata: {name: x}\n---\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelferry.cli",
+            "apiserver",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(tmp_path / "kubeconfig"),
+            "--manifest",
+            str(manifest),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "kind=Unknown" in result.stderr and "Traceback" not in result.stderr
