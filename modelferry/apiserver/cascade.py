@@ -51,7 +51,7 @@ def _mark_deleting(store: Store, rt: ResourceType, existing: dict[str, Any]) -> 
         marked["status"] = terminating_status(marked.get("status") or {})
     elif rt.storage_key == NAMESPACE_STORAGE_KEY:
         marked["status"] = {**(marked.get("status") or {}), "phase": "Terminating"}
-    store.commit(rt, "MODIFIED", marked, existing)
+    store.commit(rt, "MODIFIED", marked, old=existing)
     return marked
 
 
@@ -76,7 +76,7 @@ def _unserve(store: Store, storage_key: str) -> None:
     rt = store.registry.any_version(storage_key)
     if rt is not None:
         for obj in list(store.bucket(storage_key).values()):
-            store.commit(rt, "DELETED", copy.deepcopy(obj), obj)
+            store.commit(rt, "DELETED", copy.deepcopy(obj), old=obj)
     store.drop_kind(storage_key)
 
 

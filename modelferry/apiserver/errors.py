@@ -68,7 +68,7 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
     )
 
 
-def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
+def conflict(plural: str, group: str, name: str, *, why: str) -> ApiError:
     return ApiError(
         409,
         "Conflict",
@@ -83,14 +83,14 @@ def uid_mismatch(plural: str, group: str, name: str, *, wanted: str, actual: str
         plural,
         group,
         name,
-        f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}",
+        why=f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}",
     )
 
 
 STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
 
 
-def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> ApiError:
+def invalid(kind: str, group: str, name: str, *, causes: list[tuple[str, str]]) -> ApiError:
     """422 with one `(field, message)` pair per violated rule, like a real validation failure."""
     texts = [f"{field}: {message}" for field, message in causes]
     text = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
@@ -108,7 +108,7 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> 
     )
 
 
-def forbidden(plural: str, group: str, name: str, why: str) -> ApiError:
+def forbidden(plural: str, group: str, name: str, *, why: str) -> ApiError:
     return ApiError(
         403,
         "Forbidden",

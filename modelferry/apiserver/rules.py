@@ -26,7 +26,10 @@ def assign_name(rt: ResourceType, meta: dict[str, Any], *, taken: Callable[[str]
     if not name:
         if not meta.get("generateName"):
             raise errors.invalid(
-                rt.kind, rt.group, "", [("metadata.name", "Required value: name or generateName is required")]
+                rt.kind,
+                rt.group,
+                "",
+                causes=[("metadata.name", "Required value: name or generateName is required")],
             )
         for _ in range(_GENERATE_ATTEMPTS):
             name = generate_name(meta["generateName"])
@@ -36,7 +39,7 @@ def assign_name(rt: ResourceType, meta: dict[str, Any], *, taken: Callable[[str]
     problem = name_problem(name, rt.name_rule)
     if problem:
         raise errors.invalid(
-            rt.kind, rt.group, name, [("metadata.name", f'Invalid value: "{name}": {problem}')]
+            rt.kind, rt.group, name, causes=[("metadata.name", f'Invalid value: "{name}": {problem}')]
         )
     return name
 
@@ -69,7 +72,7 @@ def admit_custom(
         what = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
         raise errors.bad_request(f"{what}: strict decoding error: {unknown}")
     if admission.problems:
-        raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), admission.problems)
+        raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes=admission.problems)
     return admission.obj
 
 
@@ -137,7 +140,7 @@ def validate(rt: ResourceType, obj: dict[str, Any], *, existing: dict[str, Any] 
     if rt.storage_key == CRD_STORAGE_KEY:
         causes.extend(crd_problems(obj, existing=existing))
     if causes:
-        raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), causes)
+        raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), causes=causes)
 
 
 def defaults_on_create(rt: ResourceType, obj: dict[str, Any]) -> None:

@@ -50,6 +50,9 @@ def _sort_key(obj: dict[str, Any]) -> ObjectKey:
 
 
 class Store:
+    """Objects are addressed as `(rt, namespace, name)` everywhere; that triple stays positional,
+    as in the API paths it mirrors, and every further argument is keyword-only."""
+
     def __init__(self, *, watch_window: int = 100, max_watch_backlog: int = 10_000) -> None:
         self.lock = threading.RLock()
         self.registry = ResourceRegistry()
@@ -94,7 +97,7 @@ class Store:
         obj["metadata"]["resourceVersion"] = str(self._rv)
 
     def commit(
-        self, rt: ResourceType, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
+        self, rt: ResourceType, event_type: str, obj: dict[str, Any], *, old: dict[str, Any] | None
     ) -> None:
         """Store `obj` (or drop it for DELETED) under a fresh resourceVersion and tell watchers."""
         self._stamp(obj)
@@ -170,7 +173,7 @@ class Store:
         with self.lock:
             obj = self._new_object(rt, namespace, body, strict=strict)
             if not dry_run:
-                self.commit(rt, "ADDED", obj, None)
+                self.commit(rt, "ADDED", obj, old=None)
                 self._after_write(rt, obj)
             return obj
 
@@ -209,7 +212,7 @@ class Store:
                 "namespaces",
                 "",
                 namespace,
-                f"unable to create new content in namespace {namespace} because it is being terminated",
+                why=f"unable to create new content in namespace {namespace} because it is being terminated",
             )
 
     def crd_for(self, storage_key: str) -> dict[str, Any] | None:
@@ -264,7 +267,7 @@ class Store:
         old_meta, meta = existing["metadata"], new["metadata"]
         name = old_meta["name"]
         if meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]):
-            raise errors.conflict(rt.plural, rt.group, name, errors.STALE_OBJECT)
+            raise errors.conflict(rt.plural, rt.group, name, why=errors.STALE_OBJECT)
         if meta.get("uid") not in (None, "", old_meta["uid"]):
             raise errors.uid_mismatch(rt.plural, rt.group, name, wanted=meta["uid"], actual=old_meta["uid"])
         if subresource == "status":
@@ -296,7 +299,7 @@ class Store:
         if old_meta.get("deletionTimestamp") and not result["metadata"].get("finalizers"):
             self.remove(rt, existing)  # the last finalizer is gone: the deletion completes
             return result
-        self.commit(rt, "MODIFIED", result, existing)
+        self.commit(rt, "MODIFIED", result, old=existing)
         self._after_write(rt, result)
         return result
 
@@ -353,9 +356,9 @@ class Store:
             if pre.get("uid") and pre["uid"] != meta["uid"]:
                 raise errors.uid_mismatch(rt.plural, rt.group, name, wanted=pre["uid"], actual=meta["uid"])
             if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-                raise errors.conflict(rt.plural, rt.group, name, errors.STALE_OBJECT)
+                raise errors.conflict(rt.plural, rt.group, name, why=errors.STALE_OBJECT)
             if rt.storage_key == NAMESPACE_STORAGE_KEY and name in PROTECTED_NAMESPACES:
-                raise errors.forbidden(rt.plural, rt.group, name, "this namespace may not be deleted")
+                raise errors.forbidden(rt.plural, rt.group, name, why="this namespace may not be deleted")
             if dry_run:
                 return present(rt, existing), not meta.get("finalizers")
             obj, gone = cascade.delete_object(self, rt, existing)
@@ -364,7 +367,7 @@ class Store:
     def remove(self, rt: ResourceType, existing: dict[str, Any]) -> dict[str, Any]:
         """Drop an object for good (DELETED event), then run what its removal sets off."""
         gone = copy.deepcopy(existing)
-        self.commit(rt, "DELETED", gone, existing)
+        self.commit(rt, "DELETED", gone, old=existing)
         cascade.after_removal(self, rt, gone)
         return gone
 
