@@ -268,7 +268,8 @@ class OciBackend:
                 client = oci.object_storage.ObjectStorageClient({"region": region}, signer=signer, **kwargs)
         except Exception as error:
             # Messages name files and endpoints, never key material; keep them short all the same.
-            reason = f"{type(error).__name__}: {str(error)[:300]}"
+            text = error.message if isinstance(error, oci.exceptions.ServiceError) else str(error)
+            reason = f"{type(error).__name__}: {str(text)[:300]}"
             raise AccessDeniedError(
                 f"{self.describe()}: could not get {auth.value} credentials ({reason})"
             ) from None

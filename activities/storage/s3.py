@@ -113,11 +113,9 @@ class S3Backend:
         params = dict(parameters or {})
         self._endpoint = uri.endpoint or params.get("endpoint") or None
         self._region = uri.region or params.get("region") or None
-        self._client = (
-            client
-            if client is not None
-            else self._build_client(params, secret, settings or BackendSettings())
-        )
+        if client is None:
+            client = self._build_client(params, secret, settings or BackendSettings())
+        self._client = client
 
     # --- the StorageBackend protocol -----------------------------------------------------------
 
@@ -219,15 +217,8 @@ class S3Backend:
         etag = entry.get("ETag") or None
         plain = (etag or "").strip('"').lower()
         multipart = _MULTIPART_ETAG.fullmatch(plain)
-        # No If-Match here: with PartNumber some stores (moto) compare it to the part's ETag.
-        request: dict[str, Any] = {"Bucket": self._uri.bucket, "Key": key, "ChecksumMode": "ENABLED"}
-        if multipart:
-            request["PartNumber"] = 1
-        try:
-            head = self._client.head_object(**request)
-        except Exception as error:
-            raise map_s3_error(error, what=f"{self.describe()}: {name}") from error
-        if not multipart and etag and head.get("ETag") not in (None, etag):
+        head = self._head(name, key, first_part=bool(multipart))
+        if not multipart and plain and head.get("ETag", etag).strip('"').lower() != plain:
             raise SourceUnavailableError(f"{self.describe()}: {name} changed while it was being listed")
         opaque = (
             head.get("ServerSideEncryption") in _OPAQUE_ETAG_ENCRYPTION
@@ -249,6 +240,24 @@ class S3Backend:
             sha256=None if multipart else _full_object_sha256(head),
             etag=etag,
         )
+
+    def _head(self, name: str, key: str, *, first_part: bool) -> Mapping[str, Any]:
+        """HEAD with checksums; with `first_part`, of part 1 (its length is the part size).
+
+        No If-Match: with PartNumber some stores (moto) compare it to the part's ETag. A store that
+        refuses PartNumber (some S3-compatibles answer 400 or 501) gets a plain HEAD instead.
+        """
+        request: dict[str, Any] = {"Bucket": self._uri.bucket, "Key": key, "ChecksumMode": "ENABLED"}
+        try:
+            if first_part:
+                try:
+                    return dict(self._client.head_object(**request, PartNumber=1))
+                except bce.ClientError as error:
+                    if _status(error) in (401, 403, 404):
+                        raise
+            return dict(self._client.head_object(**request))
+        except Exception as error:
+            raise map_s3_error(error, what=f"{self.describe()}: {name}") from error
 
     # --- the client -------------------------------------------------------------------------------
 
@@ -281,8 +290,7 @@ def map_s3_error(error: BaseException, *, what: str) -> SourceError:
     if isinstance(error, SourceError):
         return error
     if isinstance(error, bce.ClientError):
-        code = _code(error)
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code, status = _code(error), _status(error)
         message = error.response.get("Error", {}).get("Message") or ""
         detail = f"{what}: S3 answered {status} {code}" + (f": {message}" if message else "")
         if code == "PreconditionFailed" or status == 412 or code == "InvalidRange" or status == 416:
@@ -378,11 +386,15 @@ def _code(error: BaseException) -> str:
     return ""
 
 
+def _status(error: bce.ClientError) -> int | None:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
+
+
 def _is_not_found(error: BaseException) -> bool:
     if not isinstance(error, bce.ClientError):
         return False
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return _code(error) in _NOT_FOUND_CODES or status == 404
+    return _code(error) in _NOT_FOUND_CODES or _status(error) == 404
 
 
 def _retry_after(error: bce.ClientError) -> float | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from activities.storage.registry import BackendSettings
@@ -173,3 +174,17 @@ def test_other_client_failures() -> None:
     assert isinstance(map_s3_error(ConnectionResetError(), what="w"), SourceUnavailableError)
     throttled = map_s3_error(client_error("SlowDown", 503, {"retry-after": "2.5"}), what="w")
     assert isinstance(throttled, SourceUnavailableError) and throttled.retry_after == 2.5
+
+
+def test_a_store_refusing_part_number_heads_still_lists_multipart_objects(
+    moto: str, seeded: str, proxy: S3FaultProxy, tmp_path: Any
+) -> None:
+    path = tmp_path / "big"
+    path.write_bytes(bytes(11 * 1024 * 1024))
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    s3_client(moto).upload_file(str(path), seeded, "mp/w.bin", Config=config)
+    proxy.add_fault(Fault("status", method="HEAD", name="mp/w.bin", status=501, code="NotImplemented"))
+    (remote,) = open_s3(proxy.endpoint, f"s3://{seeded}/mp").list_files().files
+    assert proxy.faults == []
+    assert remote.multipart_md5 and remote.multipart_md5.endswith("-3")
+    assert remote.multipart_part_size is None  # unknown, so the engine checks the size only
