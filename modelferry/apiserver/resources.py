@@ -92,12 +92,23 @@ _EVENT_FIELDS = (
     "source",
     "type",
 )
-_WORKLOAD: dict[str, Any] = {
-    "status_subresource": True,
-    "generation": True,
-    "categories": ("all",),
-    "delete_returns_object": True,
-}
+
+
+def _workload(group: str, plural: str, kind: str, **kw: Any) -> ResourceType:
+    """A namespaced controller kind: status subresource, generation, in `kubectl get all`."""
+    return ResourceType(
+        group=group,
+        version="v1",
+        plural=plural,
+        kind=kind,
+        namespaced=True,
+        status_subresource=True,
+        generation=True,
+        categories=("all",),
+        delete_returns_object=True,
+        **kw,
+    )
+
 
 BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     _core(
@@ -160,33 +171,9 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         status_subresource=True,
         delete_returns_object=True,
     ),
-    ResourceType(
-        group="batch",
-        version="v1",
-        plural="jobs",
-        kind="Job",
-        namespaced=True,
-        selectable_fields=("status.successful",),
-        **_WORKLOAD,
-    ),
-    ResourceType(
-        group="apps",
-        version="v1",
-        plural="deployments",
-        kind="Deployment",
-        namespaced=True,
-        short_names=("deploy",),
-        **_WORKLOAD,
-    ),
-    ResourceType(
-        group="apps",
-        version="v1",
-        plural="daemonsets",
-        kind="DaemonSet",
-        namespaced=True,
-        short_names=("ds",),
-        **_WORKLOAD,
-    ),
+    _workload("batch", "jobs", "Job", selectable_fields=("status.successful",)),
+    _workload("apps", "deployments", "Deployment", short_names=("deploy",)),
+    _workload("apps", "daemonsets", "DaemonSet", short_names=("ds",)),
     ResourceType(group="coordination.k8s.io", version="v1", plural="leases", kind="Lease", namespaced=True),
     ResourceType(
         group="apiextensions.k8s.io",
