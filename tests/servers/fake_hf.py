@@ -198,15 +198,24 @@ class FakeHub:
             record["bytes"] += n
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-answer (it read the headers of an error and closed) is normal.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _listener(hub: FakeHub, *, cdn: bool) -> ThreadingHTTPServer:
     class Handler(_Handler):
         pass
 
     Handler.hub = hub
     Handler.is_cdn = cdn
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    return server
+    return _Server(("127.0.0.1", 0), Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):

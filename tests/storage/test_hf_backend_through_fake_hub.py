@@ -195,7 +195,7 @@ def test_unknown_repo_or_revision(hub: FakeHub, uri: str, match: str) -> None:
 def test_resume_after_cancel_fetches_only_missing_bytes(hub: FakeHub, dest: Path, fast_options) -> None:
     total = sum(map(len, WANTED.values()))
     cancel = threading.Event()
-    hub.add_fault(REPO, BIG, Stall(after=300_000, seconds=30))  # holds the first part mid-way
+    hub.add_fault(REPO, BIG, Stall(after=100_000, seconds=30))  # holds the first part mid-way
     fast_options.stall_timeout = 60
     threading.Timer(0.5, cancel.set).start()
     with pytest.raises(DownloadCancelledError):
