@@ -62,6 +62,7 @@ class PipelineOptions(_Message):
     download_timeout_seconds: float = 48 * 3600.0
     failed_node_retry_seconds: float = 1800.0
     download_heartbeat_seconds: float = 30.0  # heartbeats reach the server every 0.8 x this
+    max_history_events: int = 5_000  # continue-as-new past this (well below Temporal's limits)
 
 
 class ModelWorkflowInput(_Message):

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import (
         KUBE_WRITE_RETRY,
         KUBE_WRITE_TIMEOUT,
-        MAX_HISTORY_EVENTS,
         SA_MODEL_STATE,
         SA_NODE_NAMES,
     )
@@ -124,7 +123,8 @@ class ModelWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        limit = self._options.max_history_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
     async def _control(self, method, arg):  # type: ignore[no-untyped-def]
         return await workflow.execute_activity_method(

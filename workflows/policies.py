@@ -40,9 +40,6 @@ VERIFY_HEARTBEAT = timedelta(seconds=60)
 PARSE_TIMEOUT = timedelta(minutes=10)
 FILES_TIMEOUT = timedelta(minutes=30)
 
-# After this many history events a model workflow continues as new (well below Temporal's limits).
-MAX_HISTORY_EVENTS = 5_000
-
 SA_MODEL_NAME = SearchAttributeKey.for_keyword(SearchAttribute.MODEL_NAME.value)
 SA_MODEL_NAMESPACE = SearchAttributeKey.for_keyword(SearchAttribute.MODEL_NAMESPACE.value)
 SA_MODEL_KIND = SearchAttributeKey.for_keyword(SearchAttribute.MODEL_KIND.value)

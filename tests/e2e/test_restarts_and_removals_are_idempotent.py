@@ -9,7 +9,7 @@ import os
 import pytest
 
 from modelferry.names import model_workflow_id
-from tests.e2e.harness import cluster_model, running_pipeline, unique
+from tests.e2e.harness import FAST_OPTIONS, cluster_model, running_pipeline, unique
 from watcher.run import run_watcher
 from watcher.temporal import TemporalGateway
 
@@ -89,3 +89,34 @@ async def test_delete_completes_when_the_node_is_gone(tmp_path, one_node_cluster
         assert p.configmap_entry("node-1", name) is None
         # nothing could be removed from a node that no longer exists; the files stay as they were
         assert os.path.lexists(p.node_roots["node-1"] / "raid/models" / name)
+
+
+async def test_long_lived_workflow_continues_as_new_and_keeps_its_state(
+    tmp_path, one_node_cluster, model_source
+):
+    claim_dir, _ = model_source
+    name = unique("longlived")
+    obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
+    wid = model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
+    options = FAST_OPTIONS.model_copy(update={"max_history_events": 60})
+    async with running_pipeline(
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}, options=options
+    ) as p:
+        await p.apply(obj)
+        await p.wait_state(obj, "Ready")
+        handle = p.client.get_workflow_handle(wid)
+        for i in range(12):
+            await handle.signal("placement_changed", f"test {i}")
+            await asyncio.sleep(0.2)
+
+        async def runs() -> int:
+            return len([wf async for wf in p.client.list_workflows(f'WorkflowId="{wid}"')])
+
+        await p.wait_for(lambda: runs(), what="a second run")
+        await p.wait_for(lambda: runs(), what="a second run")
+        assert await runs() >= 2
+        # the new run knows the node is done: no second delivery, and it still answers
+        node_runs = [wf async for wf in p.client.list_workflows(f'WorkflowId="{wid}/node/node-1"')]
+        assert len(node_runs) == 1
+        assert (await p.client.get_workflow_handle(wid).query("state")) in ("Ready", "")
+        assert (await p.get(obj))["status"]["state"] == "Ready"
