@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import oci
 
 from activities.storage.base import ModelListing, RemoteFile
+from activities.storage.objectstore import exact_range, listing_revision
 from activities.storage.registry import BackendSettings
 from modelferry.errors import (
     AccessDeniedError,
@@ -147,17 +147,13 @@ class OciBackend:
                 self._uri.namespace, self._uri.bucket, self._name(file.name), **kwargs
             )
             body = response.data
-            length = response.headers.get("content-length")
-            if length is not None and int(length) != end - start:
-                raise SourceUnavailableError(
-                    f"{what}: the server sent {length} bytes for a {end - start}-byte range"
-                )
-            received = 0
-            for chunk in body.raw.stream(CHUNK_SIZE, decode_content=False):
-                received += len(chunk)
-                yield chunk
-            if received != end - start:
-                raise SourceUnavailableError(f"{what}: the body ended after {received} bytes")
+            yield from exact_range(
+                body.raw.stream(CHUNK_SIZE, decode_content=False),
+                start=start,
+                end=end,
+                announced=response.headers.get("content-length"),
+                what=what,
+            )
         except SourceError:
             raise
         except Exception as error:
@@ -302,17 +298,6 @@ def map_oci_error(error: BaseException, *, what: str) -> SourceError:
     if isinstance(error, oci.exceptions.ClientError):
         return AccessDeniedError(f"{what}: {type(error).__name__}: {str(error)[:300]}")
     return SourceUnavailableError(f"{what}: {type(error).__name__}: {str(error)[:300]}")
-
-
-def listing_revision(files: tuple[RemoteFile, ...]) -> str:
-    """A stable id of what was listed: sha256 over (name, size, etag), sorted by name.
-
-    The same recipe as the s3 backend's, kept here so importing this module never loads boto3.
-    """
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.name):
-        digest.update(f"{f.name}\0{f.size}\0{f.etag or ''}\n".encode())
-    return digest.hexdigest()
 
 
 def parse_oci_md5(text: str | None) -> tuple[str | None, str | None, int | None]:

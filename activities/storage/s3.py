@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ import botocore.exceptions as bce
 from botocore.config import Config
 
 from activities.storage.base import ModelListing, RemoteFile
+from activities.storage.objectstore import exact_range, listing_revision
 from activities.storage.registry import BackendSettings
 from modelferry.errors import (
     AccessDeniedError,
@@ -152,17 +152,13 @@ class S3Backend:
         try:
             response = self._client.get_object(**request)
             body = response["Body"]
-            length = response.get("ContentLength")
-            if length is not None and length != end - start:
-                raise SourceUnavailableError(
-                    f"{what}: the server sent {length} bytes for a {end - start}-byte range"
-                )
-            received = 0
-            for chunk in body.iter_chunks(CHUNK_SIZE):
-                received += len(chunk)
-                yield chunk
-            if received != end - start:
-                raise SourceUnavailableError(f"{what}: the body ended after {received} bytes")
+            yield from exact_range(
+                body.iter_chunks(CHUNK_SIZE),
+                start=start,
+                end=end,
+                announced=response.get("ContentLength"),
+                what=what,
+            )
         except SourceError:
             raise
         except Exception as error:
@@ -311,14 +307,6 @@ def map_s3_error(error: BaseException, *, what: str) -> SourceError:
     if isinstance(error, (bce.BotoCoreError, OSError)):
         return SourceUnavailableError(f"{what}: {type(error).__name__}: {error}")
     return SourceUnavailableError(f"{what}: unexpected {type(error).__name__}: {error}")
-
-
-def listing_revision(files: tuple[RemoteFile, ...]) -> str:
-    """A stable id of what was listed: sha256 over (name, size, etag), sorted by name."""
-    digest = hashlib.sha256()
-    for f in sorted(files, key=lambda f: f.name):
-        digest.update(f"{f.name}\0{f.size}\0{f.etag or ''}\n".encode())
-    return digest.hexdigest()
 
 
 # --- helpers ------------------------------------------------------------------------------------
