@@ -16,14 +16,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from modelferry.errors import (
-    KubeConflictError,
-    KubeError,
-    KubeForbiddenError,
-    KubeGoneError,
-    KubeNotFoundError,
-    KubeUnavailableError,
-)
+from modelferry.errors import KubeError, KubeNotFoundError, KubeUnavailableError, kube_error_for_status
 from modelferry.messages import ModelRef
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 from modelferry.settings import KubeSettings
@@ -32,19 +25,7 @@ T = TypeVar("T")
 
 
 def _map_api_exception(e: ApiException) -> KubeError:
-    status = e.status or 0
-    text = f"Kubernetes API {status} {e.reason}: {(e.body or '')[:300]!s}"
-    if status == 404:
-        return KubeNotFoundError(text, status=status)
-    if status == 409:
-        return KubeConflictError(text, status=status)
-    if status in (401, 403):
-        return KubeForbiddenError(text, status=status)
-    if status == 410:
-        return KubeGoneError(text, status=status)
-    if status in (400, 422):
-        return KubeError(text, status=status)
-    return KubeUnavailableError(text, status=status)
+    return kube_error_for_status(e.status, f"Kubernetes API {e.status} {e.reason}: {(e.body or '')[:300]!s}")
 
 
 def _mapped(fn: Callable[..., T]) -> Callable[..., T]:

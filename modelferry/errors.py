@@ -146,6 +146,27 @@ class KubeUnavailableError(KubeError, TemporaryError):
     pass
 
 
+class KubeInvalidError(KubeError, PermanentError):
+    """400/422: the request itself is wrong (a schema violation, a malformed patch)."""
+
+
+def kube_error_for_status(status: int | None, message: str) -> KubeError:
+    """The typed error for an HTTP status from the Kubernetes API (used by the thin client
+    modules that catch the client's ApiException)."""
+    code = int(status or 0)
+    if code == 404:
+        return KubeNotFoundError(message, status=code)
+    if code == 409:
+        return KubeConflictError(message, status=code)
+    if code in (401, 403):
+        return KubeForbiddenError(message, status=code)
+    if code == 410:
+        return KubeGoneError(message, status=code)
+    if code in (400, 422):
+        return KubeInvalidError(message, status=code)
+    return KubeUnavailableError(message, status=code or None)
+
+
 def is_retryable(error: BaseException) -> bool:
     """True where a retry may help; unknown exceptions are treated as temporary."""
     if isinstance(error, ModelferryError):

@@ -28,12 +28,10 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from modelferry.errors import (
-    KubeConflictError,
     KubeError,
-    KubeForbiddenError,
     KubeGoneError,
-    KubeNotFoundError,
     KubeUnavailableError,
+    kube_error_for_status,
 )
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 
@@ -80,16 +78,7 @@ def map_api_error(error: BaseException, *, what: str) -> KubeError:
     if isinstance(error, ApiException):
         status = int(error.status or 0)
         detail = _status_message(error.body) or str(error.reason or "")
-        message = f"{what}: HTTP {status} {detail}".rstrip()
-        if status == 404:
-            return KubeNotFoundError(message, status=status)
-        if status == 409:
-            return KubeConflictError(message, status=status)
-        if status in (401, 403):
-            return KubeForbiddenError(message, status=status)
-        if status == 410:
-            return KubeGoneError(message, status=status)
-        return KubeUnavailableError(message, status=status or None)
+        return kube_error_for_status(status, f"{what}: HTTP {status} {detail}".rstrip())
     return KubeUnavailableError(f"{what}: {type(error).__name__}: {error}")
 
 
