@@ -4,12 +4,12 @@ metadata and status. Each reads, calls a pure function, and writes only what cha
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from temporalio import activity
 
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
+from modelferry.lifecycle import fill_empty_spec_fields
 from modelferry.messages import (
     ModelRefInput,
     PlanPlacementInput,
@@ -22,31 +22,6 @@ from modelferry.names import FINALIZER
 from modelferry.placement import evaluate_placement
 
 _CONFLICT_ATTEMPTS = 10  # optimistic-concurrency loop: re-read and re-apply on 409
-
-# Spec fields the parser may fill when the resource leaves them empty (OME fills the same ones).
-_FILLABLE = (
-    "modelType",
-    "modelArchitecture",
-    "modelParameterSize",
-    "maxTokens",
-    "modelCapabilities",
-    "modelFormat",
-    "modelFramework",
-    "quantization",
-)
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {} or value == 0
-
-
-def fill_empty_spec_fields(spec: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    """The spec fields to set: parsed values only where the spec has none (never overwrite)."""
-    return {
-        key: metadata[key]
-        for key in _FILLABLE
-        if not _is_empty(metadata.get(key)) and _is_empty(spec.get(key))
-    }
 
 
 class ResourceActivities:

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.nodeworker import NodeWorkerActivities
     from activities.parse import ParseActivities
     from modelferry.errors import InvalidSpecError
-    from modelferry.lifecycle import delivery_fingerprint
+    from modelferry.lifecycle import delivery_fingerprint, spec_metadata
     from modelferry.messages import (
         EnsureNodeWorkerInput,
         NodeModelInput,
@@ -48,21 +48,6 @@ with workflow.unsafe.imports_passed_through():
 
 def skip_config_parsing(annotations: dict[str, str]) -> bool:
     return any(annotations.get(key, "").strip().lower() == "true" for key in SKIP_CONFIG_PARSING_ANNOTATIONS)
-
-
-def spec_metadata(spec: dict) -> dict:
-    """With parsing skipped, the ConfigMap's config is the spec's own metadata."""
-    keys = (
-        "modelType",
-        "modelArchitecture",
-        "modelParameterSize",
-        "maxTokens",
-        "modelCapabilities",
-        "modelFormat",
-        "modelFramework",
-        "quantization",
-    )
-    return {k: spec[k] for k in keys if spec.get(k) not in (None, "", [], {})}
 
 
 @workflow.defn(name="NodeWorkflow")

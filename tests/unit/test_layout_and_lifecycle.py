@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.resources import fill_empty_spec_fields
 from modelferry.layout import host_path, model_layout, version_id_for
-from modelferry.lifecycle import delivery_fingerprint
+from modelferry.lifecycle import delivery_fingerprint, fill_empty_spec_fields, spec_metadata
 from modelferry.nodejob import build_worker_job, worker_job_name, worker_task_queue
 from modelferry.settings import Settings
 
@@ -89,3 +88,8 @@ def test_pvc_jobs_mount_the_claim_read_only_and_poll_their_own_queue():
 def test_job_names_are_valid_dns_labels():
     name = worker_job_name(node="Very.Long-Node_Name" * 5)
     assert len(name) <= 63 and name == name.lower() and not name.endswith("-")
+
+
+def test_skipped_parsing_reports_the_specs_own_metadata():
+    spec = {"modelType": "llama", "maxTokens": 0, "vendor": "x", "modelFormat": {"name": "safetensors"}}
+    assert spec_metadata(spec) == {"modelType": "llama", "modelFormat": {"name": "safetensors"}}
