@@ -6,12 +6,13 @@
    cap), so a node never runs more model downloads at once than configured;
 2. lists the source (retrying temporary errors) unless a listing is given;
 3. refuses unsafe names before any byte is written (`plan.validate_listing`);
-4. decides what to keep, fetch and remove (`plan.make_plan`): a re-run over a complete
+4. locks the model directory (`.modelferry/lock`, flock) so two downloads never interleave;
+5. decides what to keep, fetch and remove (`plan.make_plan`): a re-run over a complete
    directory transfers nothing, a re-run over a partial one fetches only what is missing;
-5. checks free space for the bytes still needed (InsufficientDiskSpaceError "needs X, Y free");
-6. fetches files `options.concurrency` at a time, largest first, each in ranged parts
+6. checks free space for the bytes still needed (InsufficientDiskSpaceError "needs X, Y free");
+7. fetches files `options.concurrency` at a time, largest first, each in ranged parts
    (`transfer.fetch_file`), verifying digests computed while writing;
-7. removes stale files of its own earlier downloads, then writes `.modelferry/manifest.json`
+8. removes stale files of its own earlier downloads, then writes `.modelferry/manifest.json`
    last: the directory is complete exactly when that file exists.
 
 While files are in flight, the manifest is absent and `.modelferry/journal.json` lists the files
@@ -24,7 +25,9 @@ raises the first error, preferring a permanent one; retryable failures leave res
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import shutil
 import threading
 import time
@@ -58,6 +61,7 @@ from modelferry.storage_uri import safe_relative_path
 log = logging.getLogger(__name__)
 
 DEFAULT_DOWNLOAD_SLOTS = 2  # settings.download.num_download_worker's default
+LOCK_FILE_NAME = "lock"
 JOURNAL_INTERVAL = 1.0  # seconds between journal rewrites; a lost entry costs a re-hash, not data
 
 
@@ -125,26 +129,69 @@ def download_model(
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
         layout = StateLayout(dest)
-        plan = make_plan(layout, listing, entries, options=options)
-        tracker = ProgressTracker(
-            bytes_total=listing.total_bytes, files_total=len(entries), on_progress=on_progress
-        )
-        if plan.up_to_date:
-            for record in plan.kept.values():
-                tracker.file_kept(record.size)
-            tracker.maybe_emit(force=True)
-            return DownloadResult(
-                revision=listing.revision,
-                files=tuple(sorted(plan.kept.values(), key=lambda r: r.name)),
-                total_bytes=listing.total_bytes,
-                bytes_transferred=0,
-                manifest_path=layout.manifest,
-                elapsed=time.monotonic() - started,
+        with _directory_lock(layout, cancel):
+            return _download_locked(
+                backend,
+                layout,
+                listing=listing,
+                entries=entries,
+                options=options,
+                on_progress=on_progress,
+                cancel=cancel,
+                started=started,
             )
-        check_free_space(dest, needed=plan.needed_bytes(layout))
-        ensure_dir_inside(dest, layout.state_dir)
-        run = _ModelRun(backend=backend, layout=layout, listing=listing, plan=plan, tracker=tracker)
-        return run.execute(options=options, cancel=cancel, started=started)
+
+
+def _download_locked(
+    backend: StorageBackend,
+    layout: StateLayout,
+    *,
+    listing: ModelListing,
+    entries: list[Entry],
+    options: DownloadOptions,
+    on_progress: Callable[[DownloadProgress], None] | None,
+    cancel: threading.Event,
+    started: float,
+) -> DownloadResult:
+    plan = make_plan(layout, listing, entries, options=options)
+    tracker = ProgressTracker(
+        bytes_total=listing.total_bytes, files_total=len(entries), on_progress=on_progress
+    )
+    if plan.up_to_date:
+        for record in plan.kept.values():
+            tracker.file_kept(record.size)
+        tracker.maybe_emit(force=True)
+        return DownloadResult(
+            revision=listing.revision,
+            files=tuple(sorted(plan.kept.values(), key=lambda r: r.name)),
+            total_bytes=listing.total_bytes,
+            bytes_transferred=0,
+            manifest_path=layout.manifest,
+            elapsed=time.monotonic() - started,
+        )
+    check_free_space(layout.root, needed=plan.needed_bytes(layout))
+    run = _ModelRun(backend=backend, layout=layout, listing=listing, plan=plan, tracker=tracker)
+    return run.execute(options=options, cancel=cancel, started=started)
+
+
+@contextlib.contextmanager
+def _directory_lock(layout: StateLayout, cancel: threading.Event) -> Iterator[None]:
+    """One download per model directory at a time (another process, or another thread here)."""
+    ensure_dir_inside(layout.root, layout.state_dir)
+    fd = os.open(layout.state_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if cancel.wait(TICK):
+                    raise DownloadCancelledError(
+                        f"cancelled while another download into {layout.root} was running"
+                    ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def list_with_retries(
@@ -228,8 +275,9 @@ class _ModelRun:
                 self.tracker.maybe_emit()
         finally:
             self.stop.set()
-            if self._journal_dirty:
-                self._write_journal()
+            with self.lock:
+                if self._journal_dirty:
+                    self._write_journal()
         self.tracker.maybe_emit(force=True)
         if self.errors:
             raise min(self.errors, key=is_retryable)  # a permanent error first: it says what to fix

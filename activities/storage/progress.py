@@ -67,9 +67,6 @@ class ProgressTracker:
             self._complete_bytes += size
             self._files_done += 1
 
-    def file_stopped(self, name: str) -> None:
-        """The file stopped without completing; its partial bytes stay on disk."""
-
     @property
     def bytes_transferred(self) -> int:
         with self._lock:

@@ -64,3 +64,22 @@ def test_waiting_for_a_slot_can_be_cancelled(tmp_path: Path, fast_options) -> No
 def test_slots_must_be_positive() -> None:
     with pytest.raises(ValueError):
         download_slots(0)
+
+
+def test_two_downloads_into_one_directory_do_not_interleave(tmp_path: Path, fast_options) -> None:
+    download_slots(4)
+    data = {"w.bin": bytes(range(256)) * 8000, "c.json": b"{}"}
+    backends = [MemoryBackend(dict(data), chunk=4096) for _ in range(2)]
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda b=b: results.append(download_model(b, tmp_path / "m", options=fast_options))
+        )
+        for b in backends
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(r.bytes_transferred for r in results) == [0, sum(map(len, data.values()))]
+    assert (tmp_path / "m" / "w.bin").read_bytes() == data["w.bin"]
