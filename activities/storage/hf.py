@@ -63,13 +63,18 @@ _configured = False
 def configure_hub_library(*, connect_timeout: float, read_timeout: float) -> None:
     """Telemetry off and finite timeouts for huggingface_hub (process-wide, once)."""
     global _configured
-    import httpx2
-    from huggingface_hub import constants, set_client_factory
-    from huggingface_hub.utils._http import hf_request_event_hook
+    from huggingface_hub import constants
 
     constants.HF_HUB_DISABLE_TELEMETRY = True  # read at call time; the env var only at import
     with _configure_lock:
         if _configured:
+            return
+        _configured = True
+        try:  # huggingface_hub >= 1.0 (httpx2); older releases used requests with a 10 s timeout
+            import httpx2
+            from huggingface_hub import set_client_factory
+            from huggingface_hub.utils._http import hf_request_event_hook
+        except ImportError:
             return
         timeout = httpx2.Timeout(read_timeout, connect=connect_timeout)
 
@@ -79,7 +84,6 @@ def configure_hub_library(*, connect_timeout: float, read_timeout: float) -> Non
             )
 
         set_client_factory(factory)
-        _configured = True
 
 
 def parse_patterns(value: str | None) -> list[str] | None:
