@@ -194,7 +194,15 @@ def run_child(argv: list[str], *, env: dict[str, str] | None = None, kill_after:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if kill_after is None and proc.returncode != 0:
         raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {err[-2000:]}")
-    return {"seconds": elapsed, "rc": proc.returncode, "rss_mib": usage.ru_maxrss / 1024}
+    cpu = usage.ru_utime + usage.ru_stime  # includes the children the child waited for (curl)
+    return {
+        "seconds": elapsed,
+        "rc": proc.returncode,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "cpu": cpu,
+        "user": usage.ru_utime,
+        "sys": usage.ru_stime,
+    }
 
 
 def pull_argv(url: str, out: Path, *extra: str) -> list[str]:
@@ -341,7 +349,9 @@ def main() -> int:
     rss = max(r["rss_mib"] for r in results["pull"])
 
     def rate(name: str) -> str:
-        return f"{total / med[name] / 2**20:.0f} MiB/s"
+        cpu = statistics.median(r["cpu"] for r in results[name])
+        user = statistics.median(r["user"] for r in results[name])
+        return f"{total / med[name] / 2**20:.0f} MiB/s, CPU {cpu:.1f} s (user {user:.1f} s)"
 
     rows = [
         ("model size", f"{total / 1e9:.2f} GB ({len(files)} files)", ""),
