@@ -53,8 +53,10 @@ from modelferry.errors import (
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 1024 * 1024  # bytes gathered before one pwritev; bounds memory and loss per attempt
-CHECKPOINT_BYTES = 8 * 1024 * 1024  # rewrite the sidecar after this much new progress ...
-CHECKPOINT_INTERVAL = 1.0  # ... or after this many seconds with any progress
+# Rewrite the sidecar after this much new progress (from the writing thread, ~50 µs each) or after
+# CHECKPOINT_INTERVAL with any progress: what a SIGKILL can lose per file.
+CHECKPOINT_BYTES = 4 * 1024 * 1024
+CHECKPOINT_INTERVAL = 1.0
 MAX_RETRY_AFTER = 600.0  # a Retry-After beyond this is treated as this (then retried or failed)
 TICK = 0.1  # the coordinator's longest sleep: bounds stall detection and cancel latency
 
@@ -144,11 +146,16 @@ class _FileTransfer:
         self.options = ctx.options
         self.wake = threading.Event()
         self.fd = -1
+        self.identity = ""
+        self._count_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._unsaved = 0
+        self._saved_at = time.monotonic()
 
     def run(self) -> FileRecord:
         remote, ctx = self.remote, self.ctx
         ensure_dir_inside(ctx.dest, self.paths.data.parent)
-        identity = file_identity(remote, revision=ctx.revision)
+        self.identity = identity = file_identity(remote, revision=ctx.revision)
         expected = expected_digests(remote)
         done = load_checkpoint(self.paths, identity=identity, size=remote.size, has_digest=bool(expected))
         self.written = RangeSet(done)
@@ -160,9 +167,9 @@ class _FileTransfer:
                 fd=self.fd, size=remote.size, digests=StreamDigests(remote), written=self.written
             )
             try:
-                self._run_parts(identity)
+                self._run_parts()
             except BaseException:
-                self._checkpoint(identity)
+                self._checkpoint(wait=True)
                 raise
             while not self.hasher.complete:
                 if not self.hasher.catch_up():
@@ -198,7 +205,7 @@ class _FileTransfer:
 
     # --- the coordinator loop -----------------------------------------------------------------
 
-    def _run_parts(self, identity: str) -> None:
+    def _run_parts(self) -> None:
         opts = self.options
         multipart = self.remote.size > opts.multipart_threshold
         gaps = self.written.gaps(self.remote.size)
@@ -208,7 +215,6 @@ class _FileTransfer:
         ]
         width = max(1, opts.multipart_concurrency if multipart else 1)
         running: list[_Attempt] = []
-        saved_total, saved_at = self.written.total(), time.monotonic()
         try:
             while pending or running:
                 self.wake.clear()
@@ -226,11 +232,8 @@ class _FileTransfer:
                     pending.remove(part)
                     running.append(self._start(part))
                 hashed = self.hasher.catch_up()
-                total = self.written.total()
-                due = total - saved_total >= CHECKPOINT_BYTES or now - saved_at >= CHECKPOINT_INTERVAL
-                if total > saved_total and due:
-                    self._checkpoint(identity)
-                    saved_total, saved_at = total, now
+                if self._unsaved and now - self._saved_at >= CHECKPOINT_INTERVAL:
+                    self._checkpoint()
                 if not hashed:
                     waits = [p.not_before - now for p in pending if p.not_before > now]
                     self.wake.wait(min([TICK, *waits]))
@@ -276,9 +279,26 @@ class _FileTransfer:
         pending.append(part)
         pending.sort(key=lambda p: p.start)
 
-    def _checkpoint(self, identity: str) -> None:
-        with contextlib.suppress(OSError):  # a lost checkpoint costs a re-fetch, never correctness
-            save_checkpoint(self.paths, identity=identity, size=self.remote.size, done=self.written.ranges())
+    def _note_written(self, size: int) -> None:
+        with self._count_lock:
+            self._unsaved += size
+            due = self._unsaved >= CHECKPOINT_BYTES
+        if due:
+            self._checkpoint()
+
+    def _checkpoint(self, *, wait: bool = False) -> None:
+        """Save the written ranges; skipped when another thread is saving (unless `wait`)."""
+        if not self._checkpoint_lock.acquire(blocking=wait):
+            return
+        try:
+            with self._count_lock:
+                self._unsaved = 0
+            done = self.written.ranges()
+            with contextlib.suppress(OSError):  # a lost checkpoint costs a re-fetch, never correctness
+                save_checkpoint(self.paths, identity=self.identity, size=self.remote.size, done=done)
+            self._saved_at = time.monotonic()
+        finally:
+            self._checkpoint_lock.release()
 
     # --- part attempts (daemon threads) -------------------------------------------------------
 
@@ -344,6 +364,7 @@ class _FileTransfer:
             part.cursor += size
         attempt.made_progress = True
         self.ctx.progress.written(self.remote.name, size)
+        self._note_written(size)
         # No wake-up per write: the coordinator runs at least every TICK anyway, and only a part
         # that *finishes* can make the hashed prefix jump (the frontier part is hashed in-line).
 
