@@ -59,6 +59,7 @@ def main() -> int:
     claim = work / "claim"
     write_model(claim / "m")
     home = work / "home"
+    log = open(work / "dev.log", "w")  # noqa: SIM115 - closed in the finally below
     dev = subprocess.Popen(
         [
             sys.executable,
@@ -75,9 +76,9 @@ def main() -> int:
             "--pvc",
             f"bench={claim}",
         ],
-        stdout=open(work / "dev.log", "w"),
+        stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=ROOT,  # noqa: SIM115
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -133,6 +134,7 @@ def main() -> int:
     finally:
         dev.terminate()
         dev.wait(timeout=30)
+        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
