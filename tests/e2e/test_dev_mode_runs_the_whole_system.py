@@ -76,6 +76,16 @@ def test_api_conformance_suite_passes_against_dev(tmp_path):
             cwd=tmp_path,
         )
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        # operators script readiness with kubectl wait on the Ready condition
+        kubectl = Path(sys.executable).parent / "kubectl"
+        waited = subprocess.run(
+            [str(kubectl), "wait", "--for=condition=Ready", "clusterbasemodel/tiny-llama", "--timeout=60s"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=env,
+        )
+        assert waited.returncode == 0 and "condition met" in waited.stdout, waited.stdout + waited.stderr
     finally:
         dev.terminate()
         dev.wait(timeout=30)
