@@ -77,7 +77,29 @@ class Fault:
     stall_seconds: float = 30.0
 
 
-class FakeOciServer:
+class FaultQueue:
+    """Faults waiting for a matching request (shared with the S3 fault proxy). Subclasses set
+    `self.faults` and `self.lock` in their constructor."""
+
+    faults: list[Fault]
+    lock: threading.Lock
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, name: str | None) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method == method and fault.name in (None, name) and fault.times > 0:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+
+class FakeOciServer(FaultQueue):
     """In-memory buckets of one namespace behind a threaded HTTP server on 127.0.0.1."""
 
     def __init__(
@@ -108,20 +130,6 @@ class FakeOciServer:
         obj = FakeObject(data=data, **options)
         self.buckets.setdefault(bucket, {})[name] = obj
         return obj
-
-    def add_fault(self, fault: Fault) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def take_fault(self, method: str, name: str | None) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.method == method and fault.name in (None, name) and fault.times > 0:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
 
     def count(self, name: str, sent: int) -> None:
         with self.lock:

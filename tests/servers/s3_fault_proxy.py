@@ -20,12 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tests.servers.fake_oci import Fault
+from tests.servers.fake_oci import Fault, FaultQueue
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
-class S3FaultProxy:
+class S3FaultProxy(FaultQueue):
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
@@ -35,20 +35,6 @@ class S3FaultProxy:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
-
-    def add_fault(self, fault: Fault) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def take_fault(self, method: str, key: str | None) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.method == method and fault.name in (None, key) and fault.times > 0:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
 
     @property
     def endpoint(self) -> str:
