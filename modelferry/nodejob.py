@@ -55,6 +55,15 @@ def build_worker_job(
         queue,
         "--idle-exit",
         str(int(settings.worker.idle_exit_seconds)),
+        # The controller's download settings travel with the Job, so one config governs both.
+        "--concurrency",
+        str(settings.download.concurrency),
+        "--multipart-concurrency",
+        str(settings.download.multipart_concurrency),
+        "--download-retry",
+        str(settings.download.download_retry),
+        "--num-download-worker",
+        str(settings.download.num_download_worker),
     ]
     volumes: list[dict[str, Any]] = [
         {"name": "models", "hostPath": {"path": models_root, "type": "DirectoryOrCreate"}}

@@ -29,6 +29,7 @@ from activities.label import LabelActivities
 from activities.nodeworker import NodeWorkerActivities
 from activities.parse import ParseActivities
 from activities.resources import ResourceActivities
+from activities.storage.engine import download_slots
 from modelferry.names import CONTROL_TASK_QUEUE, node_task_queue
 from modelferry.settings import Settings
 from workflows.model import ModelWorkflow
@@ -135,6 +136,7 @@ def build_node_worker(
     idle: IdleTracker | None = None,
 ) -> Worker:
     slots = settings.worker.max_concurrent_activities
+    download_slots(settings.download.num_download_worker)  # the per-node cap on concurrent models
     return Worker(
         client,
         task_queue=task_queue or node_task_queue(node),

@@ -26,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--node-root", type=Path, default=None)
     p.add_argument("--no-kube", action="store_true", help="no Kubernetes access (no storageKey secrets)")
+    p.add_argument("--concurrency", type=int, default=None, help="files of one model in flight")
+    p.add_argument(
+        "--multipart-concurrency", type=int, default=None, help="ranged parts of one file in flight"
+    )
+    p.add_argument("--download-retry", type=int, default=None, help="retries per part")
+    p.add_argument(
+        "--num-download-worker", type=int, default=None, help="models downloading at once on this node"
+    )
     p.set_defaults(func=run)
 
 
@@ -40,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["node.pvc_mounts"] = dict(item.split("=", 1) for item in args.pvc)
     if args.node_root:
         overrides["node.root"] = str(args.node_root)
+    for flag in ("concurrency", "multipart_concurrency", "download_retry", "num_download_worker"):
+        if getattr(args, flag) is not None:
+            overrides[f"download.{flag}"] = getattr(args, flag)
     settings = load_settings(args.config, overrides=overrides)
     kube = None if args.no_kube else KubeClient.from_settings(settings.kube)
 
