@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio import activity
 
+from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.messages import RemoveNodeModelStatusInput, SetNodeModelStatusInput
@@ -76,6 +77,7 @@ class LabelActivities:
         raise KubeConflictError(f"ConfigMap {self._ns}/{node}: update kept conflicting")
 
     @activity.defn(name="set_node_model_status")
+    @typed_failures
     def set_node_model_status(self, inp: SetNodeModelStatusInput) -> None:
         status = NodeModelStatus(inp.status)
         self._update_configmap(
@@ -90,6 +92,7 @@ class LabelActivities:
                 activity.logger.info("node %s is gone; label not written", inp.node)
 
     @activity.defn(name="remove_node_model_status")
+    @typed_failures
     def remove_node_model_status(self, inp: RemoveNodeModelStatusInput) -> None:
         node_exists = self._kube.node_exists(inp.node)
         # The per-node ConfigMap of a node that no longer exists goes once its last entry does.

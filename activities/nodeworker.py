@@ -11,6 +11,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.messages import EnsureNodeWorkerInput, EnsureNodeWorkerResult
@@ -24,6 +25,7 @@ class NodeWorkerActivities:
         self._settings = settings
 
     @activity.defn(name="ensure_node_worker")
+    @typed_failures
     def ensure_node_worker(self, inp: EnsureNodeWorkerInput) -> EnsureNodeWorkerResult:
         mode = self._settings.worker.mode
         if mode is not WorkerMode.JOB:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
+from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.lifecycle import fill_empty_spec_fields
@@ -52,14 +53,17 @@ class ResourceActivities:
         raise KubeConflictError(f"{inp.ref.display()}: finalizer update kept conflicting")
 
     @activity.defn(name="ensure_finalizer")
+    @typed_failures
     def ensure_finalizer(self, inp: ModelRefInput) -> bool:
         return self._update_finalizers(inp, add=True)
 
     @activity.defn(name="release_finalizer")
+    @typed_failures
     def release_finalizer(self, inp: ModelRefInput) -> bool:
         return self._update_finalizers(inp, add=False)
 
     @activity.defn(name="plan_placement")
+    @typed_failures
     def plan_placement(self, inp: PlanPlacementInput) -> PlanPlacementResult:
         storage = inp.spec.get("storage") or {}
         eligible: list[str] = []
@@ -82,6 +86,7 @@ class ResourceActivities:
         )
 
     @activity.defn(name="write_spec_metadata")
+    @typed_failures
     def write_spec_metadata(self, inp: WriteSpecMetadataInput) -> bool:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
@@ -100,6 +105,7 @@ class ResourceActivities:
         raise KubeConflictError(f"{inp.ref.display()}: spec metadata update kept conflicting")
 
     @activity.defn(name="write_model_status")
+    @typed_failures
     def write_model_status(self, inp: WriteModelStatusInput) -> bool:
         try:
             current = self._kube.get_model(inp.ref).get("status")

@@ -17,7 +17,6 @@ from modelferry.nodestatus import NodeModelStatus
 STATE_CREATING = "Creating"
 STATE_READY = "Ready"
 STATE_FAILED = "Failed"
-STATE_DELETING = "Deleting"
 
 _MAX_MESSAGE = 1024  # conditions are for humans; keep the object small
 
@@ -54,9 +53,9 @@ def desired_status(
     in_progress = sorted(n for n in eligible if n not in ready and n not in failed)
 
     if deleting:
-        state, ready_cond = (
-            STATE_DELETING,
-            _condition("Ready", False, "Deleting", "model is being removed", generation),
+        state = ""  # dropped below
+        ready_cond = _condition(
+            "Ready", False, "Deleting", "model is being removed from its nodes", generation
         )
     elif in_progress:
         state = STATE_CREATING
@@ -101,13 +100,17 @@ def desired_status(
             generation,
         ),
     ]
-    return {
+    status: dict[str, Any] = {
         "state": state,
         "nodesReady": ready,
         "nodesFailed": failed,
         "conditions": conditions,
         "observedGeneration": generation,
     }
+    if deleting:
+        # OME's CRD knows no Deleting state: leave `state` as it was and say it in the conditions.
+        del status["state"]
+    return status
 
 
 def _comparable(status: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import describe_failure
     from workflows.node import NodeWorkflow, skip_config_parsing
     from workflows.policies import (
+        CONTROL_RETRY_SECONDS,
         KUBE_WRITE_RETRY,
         KUBE_WRITE_TIMEOUT,
         SA_MODEL_STATE,
@@ -91,14 +92,22 @@ class ModelWorkflow:
         self._delete = self._delete or inp.delete_requested
         self._started_for_delete = inp.delete_requested and not inp.nodes
         if not self._delete:
-            await self._control(ResourceActivities.ensure_finalizer, ModelRefInput(ref=self._ref))
+            await self._best_effort(ResourceActivities.ensure_finalizer, ModelRefInput(ref=self._ref))
+        control_failed = False
         while True:
             if self._delete:
                 await self._delete_everywhere()
                 return "Deleted"
             if self._dirty:
                 self._dirty = False
-                await self._reconcile()
+                try:
+                    await self._reconcile()
+                    control_failed = False
+                except ActivityError as err:
+                    # The Kubernetes API stayed unreachable (or refused us) through the activity's
+                    # retries: keep the workflow, try the whole reconcile again shortly.
+                    workflow.logger.error("reconcile failed, retrying in %ss: %s", CONTROL_RETRY_SECONDS, err)
+                    control_failed = True
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 assert self._revision is not None
@@ -116,6 +125,8 @@ class ModelWorkflow:
                 o.state == NodeModelStatus.FAILED and o.retryable for o in self._nodes.values()
             )
             timeout = timedelta(seconds=self._options.failed_node_retry_seconds) if retry_failed else None
+            if control_failed:
+                timeout = timedelta(seconds=CONTROL_RETRY_SECONDS)
             try:
                 await workflow.wait_condition(lambda: self._dirty or self._delete, timeout=timeout)
             except TimeoutError:
@@ -134,6 +145,15 @@ class ModelWorkflow:
             start_to_close_timeout=KUBE_WRITE_TIMEOUT,
             retry_policy=KUBE_WRITE_RETRY,
         )
+
+    async def _best_effort(self, method, arg) -> bool:  # type: ignore[no-untyped-def]
+        """A control write whose failure must not stop the model's workflow; False if it failed."""
+        try:
+            await self._control(method, arg)
+            return True
+        except ActivityError as err:
+            workflow.logger.error("%s failed: %s", getattr(method, "__name__", method), err)
+            return False
 
     async def _plan(self) -> PlanPlacementResult:
         assert self._revision is not None
@@ -231,11 +251,11 @@ class ModelWorkflow:
                 and outcome.fingerprint == fingerprint
                 and outcome.metadata
             ):
-                await self._control(
+                if await self._best_effort(
                     ResourceActivities.write_spec_metadata,
                     WriteSpecMetadataInput(ref=self._ref, metadata=outcome.metadata),
-                )
-                self._metadata_written_for = fingerprint
+                ):
+                    self._metadata_written_for = fingerprint
                 return
 
     async def _write_status(
@@ -254,19 +274,30 @@ class ModelWorkflow:
         )
         if status == self._last_status:
             return
-        await self._control(
+        if not await self._best_effort(
             ResourceActivities.write_model_status, WriteModelStatusInput(ref=self._ref, status=status)
-        )
+        ):
+            return  # written on the next change or reconcile
         self._last_status = status
-        self._state = status["state"]
+        self._state = status.get("state", "Deleting")
         workflow.upsert_search_attributes(
             [
-                SA_MODEL_STATE.value_set(status["state"]),
+                SA_MODEL_STATE.value_set(self._state),
                 SA_NODE_NAMES.value_set(sorted(self._nodes)),
             ]
         )
 
     async def _delete_everywhere(self) -> None:
+        # Deletion must finish (the finalizer holds the resource): retry through API outages.
+        while True:
+            try:
+                await self._delete_once()
+                return
+            except ActivityError as err:
+                workflow.logger.error("cleanup failed, retrying in %ss: %s", CONTROL_RETRY_SECONDS, err)
+                await workflow.sleep(timedelta(seconds=CONTROL_RETRY_SECONDS))
+
+    async def _delete_once(self) -> None:
         revision = self._revision
         assert revision is not None
         plan = await self._plan()

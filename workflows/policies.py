@@ -16,6 +16,8 @@ KUBE_WRITE_RETRY = RetryPolicy(
     maximum_attempts=20,
 )
 KUBE_WRITE_TIMEOUT = timedelta(seconds=60)
+# When a control activity has exhausted its retries, the model workflow tries again after this.
+CONTROL_RETRY_SECONDS = 60
 
 # Downloads: the engine retries parts itself; an activity retry is for a crashed or lost worker,
 # and resumes from the on-disk checkpoint and the last heartbeat that reached the server.

@@ -108,3 +108,12 @@ def test_transition_time_kept_until_status_flips():
     )
     times = {c["type"]: c["lastTransitionTime"] for c in flipped["conditions"]}
     assert times["Ready"] == "T3" and times["Progressing"] == "T3"
+
+
+def test_deletion_is_reported_in_conditions_without_a_state_ome_does_not_know():
+    status = desired_status(
+        generation=4, eligible=["a"], outcomes={"a": outcome("a", "Ready")}, deleting=True
+    )
+    assert "state" not in status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Deleting")
