@@ -141,6 +141,9 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
 
     stop = stop or asyncio.Event()
     home = opts.home.resolve()
+    opts.home = home  # everything below (node root, PVC dirs) is absolute, whatever the cwd
+    if opts.node_root is not None:
+        opts.node_root = opts.node_root.resolve()
     home.mkdir(parents=True, exist_ok=True)
     if opts.example:
         example_dir = home / "pvc" / EXAMPLE_CLAIM
