@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _die_with_parent() -> None:
@@ -86,36 +95,57 @@ class TemporalDevServer:
             cmd += ["--search-attribute", f"{name.value}={kind}"]
         return cmd
 
-    def start(self, *, timeout: float = 30.0) -> None:
-        if not self.port:
-            self.port = free_port()
-        if self.ui_port == 0:
-            self.ui_port = free_port()
+    def start(self, *, timeout: float = 30.0, attempts: int = 4) -> None:
+        """Start and wait until the frontend listens.
+
+        Ports we pick ourselves can be taken between the pick and the server's bind (and the
+        server also binds a few ports next to the frontend's), so an early exit with chosen
+        ports is retried with fresh ones; the server's own output is in the error otherwise.
+        """
+        chosen_port, chosen_ui = not self.port, self.ui_port == 0
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"temporal dev server exited with {self.process.returncode}"
-                    + (f"; see {self.log_file}" if self.log_file else "")
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
+        for attempt in range(1, attempts + 1):
+            if chosen_port:
+                self.port = free_port()
+            if chosen_ui:
+                self.ui_port = free_port()
+            exited = self._launch(timeout=timeout)
+            if exited is None:
+                return
+            if not (chosen_port or chosen_ui) or attempt == attempts:
+                raise RuntimeError(f"temporal dev server did not start: {exited}")
+
+    def _launch(self, *, timeout: float) -> str | None:
+        """None once listening; otherwise the exit code and the tail of the server's output."""
+        if _listening(self.port):
+            # Someone else answers there: our readiness check would be fooled by it.
+            return f"port {self.port} on 127.0.0.1 is already in use"
+        log = self.log_file or Path(tempfile.mkstemp(prefix="temporal-dev-", suffix=".log")[1])
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    tail = log.read_bytes()[-1500:].decode("utf-8", "replace").strip()
+                    return f"it exited with code {self.process.returncode}: {tail}"
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return None
+                except OSError:
+                    time.sleep(0.1)
             self.stop()
             raise TimeoutError(f"temporal dev server not listening on {self.address} after {timeout}s")
+        finally:
+            if self.log_file is None:
+                log.unlink(missing_ok=True)
 
     async def wait_ready(self, *, timeout: float = 30.0) -> None:
         """Until the frontend answers and our search attributes are usable."""
