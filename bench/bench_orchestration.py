@@ -27,7 +27,6 @@ from kubernetes.client.rest import ApiException
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modelferry.dev.temporal_server import free_port  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -70,9 +69,9 @@ def main() -> int:
             str(home),
             "--headless",
             "--temporal-port",
-            str(free_port()),
+            "0",
             "--kube-port",
-            str(free_port()),
+            "0",
             "--pvc",
             f"bench={claim}",
         ],

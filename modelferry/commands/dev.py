@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--home", type=Path, default=Path(".modelferry"), help="state directory (default ./.modelferry)"
     )
     p.add_argument("--kube-port", type=int, default=0, help="embedded API server port (default: a free port)")
-    p.add_argument("--temporal-port", type=int, default=7233)
+    p.add_argument("--temporal-port", type=int, default=7233, help="Temporal frontend port (0: a free port)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
     p.add_argument("--node-name", default=socket.gethostname())

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from modelferry.dev.temporal_server import free_port
 from tests.e2e.processes import PROJECT_ROOT, worker_env
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +28,9 @@ def dev_command(home: Path, *extra: str) -> list[str]:
         str(home),
         "--headless",
         "--temporal-port",
-        str(free_port()),
+        "0",
         "--kube-port",
-        str(free_port()),
+        "0",
         *extra,
     ]
 
