@@ -8,6 +8,7 @@ touch the node's disk; it is the only place model bytes are written.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -47,11 +48,7 @@ async def connect_temporal(settings: Settings) -> Client:
             client_cert=t.tls_client_cert_path.read_bytes() if t.tls_client_cert_path else None,
             client_private_key=t.tls_client_key_path.read_bytes() if t.tls_client_key_path else None,
         )
-    api_key = None
-    if t.api_key_env:
-        import os
-
-        api_key = os.environ.get(t.api_key_env) or None
+    api_key = (os.environ.get(t.api_key_env) or None) if t.api_key_env else None
     return await Client.connect(
         t.address,
         namespace=t.namespace,

@@ -32,8 +32,12 @@ class TemporalGateway:
         self._client = client
         self._options = options or PipelineOptions()
 
-    async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
-        storage_uri = str((revision.spec.get("storage") or {}).get("storageUri") or "")
+    async def _signal_with_start(
+        self, *, inp: ModelWorkflowInput, signal: str, args: list[ModelRevision] | None = None
+    ) -> None:
+        """Start the model's workflow if none runs, then deliver `signal` (to it or the running one)."""
+        ref = inp.ref
+        storage_uri = str((inp.revision.spec.get("storage") or {}).get("storageUri") or "")
         attributes = TypedSearchAttributes(
             [
                 SearchAttributePair(SA_MODEL_NAME, ref.name),
@@ -44,14 +48,21 @@ class TemporalGateway:
         )
         await self._client.start_workflow(
             ModelWorkflow.run,
-            ModelWorkflowInput(ref=ref, revision=revision, options=self._options),
+            inp,
             id=workflow_id_for(ref),
             task_queue=CONTROL_TASK_QUEUE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal="apply_revision",
-            start_signal_args=[revision],
+            start_signal=signal,
+            start_signal_args=args or [],
             search_attributes=attributes,
+        )
+
+    async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
+        await self._signal_with_start(
+            inp=ModelWorkflowInput(ref=ref, revision=revision, options=self._options),
+            signal="apply_revision",
+            args=[revision],
         )
 
     def _handle(self, ref: ModelRef) -> WorkflowHandle:
@@ -66,19 +77,14 @@ class TemporalGateway:
                 raise
         # No running workflow (it failed, was terminated, or never started): start one whose only
         # job is the cleanup, so nothing is left on the nodes and the finalizer is released.
-        await self._client.start_workflow(
-            ModelWorkflow.run,
-            ModelWorkflowInput(
+        await self._signal_with_start(
+            inp=ModelWorkflowInput(
                 ref=ref,
                 revision=revision or ModelRevision(generation=0, spec={}, uid=ref.uid),
                 delete_requested=True,
                 options=self._options,
             ),
-            id=workflow_id_for(ref),
-            task_queue=CONTROL_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal="request_delete",
+            signal="request_delete",
         )
 
     async def placement_changed(self, *, ref: ModelRef, reason: str) -> None:

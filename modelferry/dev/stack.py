@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from modelferry.dev.temporal_server import TemporalDevServer
+from modelferry.messages import ModelRef
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 from modelferry.settings import Settings, WorkerMode, load_settings
 
@@ -68,6 +69,12 @@ def dev_settings(opts: DevOptions, *, temporal_address: str, kubeconfig: Path) -
     )
 
 
+def model_ref(obj: dict[str, Any]) -> ModelRef:
+    kind = ModelKind(obj["kind"])
+    namespace = (obj["metadata"].get("namespace") or "default") if kind.namespaced else None
+    return ModelRef(kind=kind, name=obj["metadata"]["name"], namespace=namespace)
+
+
 def apply_object(api_client: Any, obj: dict[str, Any]) -> None:
     """Create or update one of our model resources through the API (what kubectl apply does)."""
     from kubernetes import client
@@ -95,24 +102,12 @@ def apply_object(api_client: Any, obj: dict[str, Any]) -> None:
             )
 
 
-def read_model(api_client: Any, obj: dict[str, Any]) -> dict[str, Any]:
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(api_client)
-    kind = ModelKind(obj["kind"])
-    name = obj["metadata"]["name"]
-    if kind.namespaced:
-        ns = obj["metadata"].get("namespace") or "default"
-        return custom.get_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, name)  # type: ignore[no-any-return]
-    return custom.get_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, name)  # type: ignore[no-any-return]
-
-
-async def wait_ready(api_client: Any, obj: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+async def wait_ready(kube: Any, obj: dict[str, Any], *, timeout: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last: dict[str, Any] = {}
     while loop.time() < deadline:
-        last = await asyncio.to_thread(read_model, api_client, obj)
+        last = await asyncio.to_thread(kube.get_model, model_ref(obj))
         status = last.get("status") or {}
         if status.get("state") == "Ready" and status.get("observedGeneration") == last["metadata"].get(
             "generation"
@@ -204,7 +199,7 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
             print(f"applied {obj['kind']}/{obj['metadata']['name']}", flush=True)
         if opts.exit_when_ready:
             for obj in applied:
-                ready = await wait_ready(api_client, obj, timeout=opts.ready_timeout)
+                ready = await wait_ready(kube, obj, timeout=opts.ready_timeout)
                 _print_ready(ready, settings=settings, kube=kube, node=opts.node_name)
             return 0
         stopper = asyncio.create_task(stop.wait())

@@ -136,11 +136,9 @@ class TemporalDevServer:
                 if self.process.poll() is not None:
                     tail = log.read_bytes()[-1500:].decode("utf-8", "replace").strip()
                     return f"it exited with code {self.process.returncode}: {tail}"
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                        return None
-                except OSError:
-                    time.sleep(0.1)
+                if _listening(self.port):
+                    return None
+                time.sleep(0.1)
             self.stop()
             raise TimeoutError(f"temporal dev server not listening on {self.address} after {timeout}s")
         finally:
