@@ -13,9 +13,15 @@ own exception type.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+Buffer = bytes | bytearray | memoryview
+
+READ_BUFFER_BYTES = 1024 * 1024  # the largest read into a reused buffer
+MIN_READ_BYTES = 64 * 1024  # the first, and smallest, read
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +69,12 @@ class StorageBackend(Protocol):
         """List the model's files. Raises SourceNotFoundError / AccessDeniedError / ..."""
         ...
 
-    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[bytes]:
-        """Yield the bytes [start, end) of `file` in chunks. May raise mid-iteration."""
+    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[Buffer]:
+        """Yield the bytes [start, end) of `file` in chunks. May raise mid-iteration.
+
+        A chunk that is not `bytes` may be a view of a buffer the backend reuses: it is valid only
+        until the next chunk is requested (see `read_into_reused_buffer`).
+        """
         ...
 
     def close(self) -> None: ...
@@ -98,3 +108,32 @@ class DownloadProgress:
     partial_bytes: dict[str, int] = field(default_factory=dict)
     current_files: tuple[str, ...] = ()
     bytes_transferred: int = 0  # fetched over the wire in this run (resume makes this < bytes_done)
+
+
+def read_into_reused_buffer(readinto: Callable[[memoryview], int], length: int) -> Iterator[memoryview]:
+    """Yield up to `length` bytes from `readinto` as views of one buffer, reused for every chunk.
+
+    Allocating a fresh object per chunk (what `read1` does) makes the allocator hand memory back
+    to the kernel and fault it in again, over and over: on a 2-core machine that churn cost more
+    than the hashing did. `readinto` may block until its view is full (http.client's does), so
+    reads start small and grow while they come back quickly: a slow source still shows progress
+    every second or so (stall detection depends on it), a fast one is read in 1 MiB gulps.
+    Stops early when `readinto` returns 0; the caller decides whether that is a truncation.
+    """
+    buffer = bytearray(min(READ_BUFFER_BYTES, max(length, 0)))
+    view = memoryview(buffer)
+    want = MIN_READ_BYTES
+    remaining = length
+    while remaining > 0:
+        ask = min(want, remaining)
+        started = time.monotonic()
+        n = readinto(view[:ask])
+        if not n:
+            return
+        elapsed = time.monotonic() - started
+        if n == ask and elapsed < 0.25:
+            want = min(READ_BUFFER_BYTES, want * 2)
+        elif elapsed > 1.0:
+            want = max(MIN_READ_BYTES, want // 2)
+        remaining -= n
+        yield view[:n]

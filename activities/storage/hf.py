@@ -25,6 +25,7 @@ A missing token is `token=False`, never `None`: `None` would send a token cached
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -36,7 +37,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 
-from activities.storage.base import ModelListing, RemoteFile
+from activities.storage.base import Buffer, ModelListing, RemoteFile, read_into_reused_buffer
 from activities.storage.registry import BackendSettings
 from modelferry.errors import (
     AccessDeniedError,
@@ -196,41 +197,54 @@ class HuggingFaceBackend:
             raise SourceNotFoundError(f"{self.describe()}: no files match allowPatterns/ignorePatterns")
         return ModelListing(revision=info.sha, files=files)
 
-    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[bytes]:
+    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[Buffer]:
         if end <= start:
             return
         response = self._open(file, start, end)
         remaining = end - start
-        clean = False
+        # The http.client response under urllib3's: read straight into a reused buffer, no object
+        # per chunk (see read_into_reused_buffer). urllib3 reads through this same object itself.
+        body = getattr(response, "_fp", None)
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         try:
-            skip = start if response.status == 200 else 0  # an origin that ignored Range
-            # read1: whatever has arrived (≤ READ_CHUNK), so a slow link still shows progress often.
-            while chunk := response.read1(READ_CHUNK):
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk, skip = chunk[skip:], 0
-                if len(chunk) >= remaining:
-                    yield chunk[:remaining]
-                    remaining = 0
-                    break
-                remaining -= len(chunk)
-                yield chunk
+            if response.status == 206 and not encoded and isinstance(body, http.client.HTTPResponse):
+                for view in read_into_reused_buffer(body.readinto, remaining):
+                    remaining -= len(view)
+                    yield view
+            else:
+                for chunk in self._read_chunks(response, start, remaining, decode=encoded):
+                    remaining -= len(chunk)
+                    yield chunk
             if remaining:
                 raise SourceUnavailableError(
                     f"{file.name}: the connection ended {remaining} bytes before byte {end} (truncated body)"
                 )
-            clean = response.status == 206
-        except urllib3.exceptions.HTTPError as error:
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
             raise SourceUnavailableError(
                 f"{file.name}: reading bytes {start}-{end}: {_brief(error)}"
             ) from None
         finally:
-            if clean:
-                response.release_conn()
+            if response.status == 206 and isinstance(body, http.client.HTTPResponse) and body.isclosed():
+                response.release_conn()  # the body was read to its end: the connection is clean
             else:
                 response.close()  # unread bytes are left on it: never hand it back to the pool
+
+    @staticmethod
+    def _read_chunks(
+        response: urllib3.BaseHTTPResponse, start: int, remaining: int, *, decode: bool
+    ) -> Iterator[bytes]:
+        """The fallback: an origin that ignored Range (200, skip to `start`) or encoded the body."""
+        skip = start if response.status == 200 else 0
+        # read1: whatever has arrived (≤ READ_CHUNK), so a slow link still shows progress often.
+        while remaining and (chunk := response.read1(READ_CHUNK, decode_content=decode)):
+            if skip:
+                if len(chunk) <= skip:
+                    skip -= len(chunk)
+                    continue
+                chunk, skip = chunk[skip:], 0
+            chunk = chunk[:remaining]
+            remaining -= len(chunk)
+            yield chunk
 
     def close(self) -> None:
         self._http.clear()

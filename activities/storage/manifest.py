@@ -9,7 +9,7 @@ Layout, all inside the model directory `<dest>`:
   digests that were verified, the revision, the source and the completion time.
 - `<dest>/.modelferry/journal.json`: while a download is under way, the files verified so far
   (rewritten after each file), so a resumed run knows which finished files it can trust.
-- `<dest>/.modelferry/partial/<name>.partial` and `.parts.json`: files being fetched and their
+- `<dest>/.modelferry/partial/<name>.partial` and `.parts.jsonl`: files being fetched and their
   checkpoints (see `parts.py`).
 
 A record's digests identify its content, so a file verified under one revision is reused under
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT = 1
 JOURNAL_FILE_NAME = "journal.json"
 PARTIAL_DIR_NAME = "partial"
-CHECKPOINT_SUFFIX = ".parts.json"
+CHECKPOINT_SUFFIX = ".parts.jsonl"
 DIGEST_KINDS = ("sha256", "git_sha1", "md5", "multipart_md5")
 
 

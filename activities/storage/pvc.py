@@ -26,7 +26,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-from activities.storage.base import ModelListing, RemoteFile
+from activities.storage.base import Buffer, ModelListing, RemoteFile, read_into_reused_buffer
 from activities.storage.manifest import StateLayout, read_manifest
 from activities.storage.registry import BackendSettings
 from modelferry.errors import AccessDeniedError, SourceNotFoundError, SourceUnavailableError, UnsafePathError
@@ -34,8 +34,6 @@ from modelferry.names import STATE_DIR_NAME
 from modelferry.storage_uri import PvcUri
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK = 4 * 1024 * 1024
 
 
 class PvcBackend:
@@ -111,7 +109,7 @@ class PvcBackend:
             revision = digest.hexdigest()
         return ModelListing(revision=revision, files=tuple(files))
 
-    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[bytes]:
+    def read_range(self, file: RemoteFile, start: int, end: int) -> Iterator[Buffer]:
         path = self.base if self.base.is_file() else self.base.joinpath(*PurePosixPath(file.name).parts)
         self._inside_root(path, file.name)
         try:
@@ -120,16 +118,19 @@ class PvcBackend:
             raise SourceNotFoundError(f"{self.describe()}: {file.name} disappeared from the claim") from None
         except PermissionError:
             raise AccessDeniedError(f"{self.describe()}: {file.name} is not readable") from None
+        position = start
+
+        def read_at_position(view: memoryview) -> int:
+            return os.preadv(fd, [view], position)
+
         try:
-            position = start
-            while position < end:
-                data = os.pread(fd, min(READ_CHUNK, end - position), position)
-                if not data:
-                    raise SourceUnavailableError(
-                        f"{self.describe()}: {file.name} ended at byte {position}, listed with {file.size}"
-                    )
-                position += len(data)
-                yield data
+            for view in read_into_reused_buffer(read_at_position, end - start):
+                position += len(view)
+                yield view
+            if position < end:
+                raise SourceUnavailableError(
+                    f"{self.describe()}: {file.name} ended at byte {position}, listed with {file.size}"
+                )
         except OSError as error:
             raise SourceUnavailableError(f"{self.describe()}: reading {file.name}: {error}") from None
         finally:

@@ -2,7 +2,7 @@
 
 Each file has a *coordinator* (the engine's file worker thread) and up to
 `multipart_concurrency` *part attempts*, each a daemon thread streaming one byte range from the
-backend into the partial file with `pwritev`. The coordinator never touches the network, so it
+backend into the partial file with `pwrite`. The coordinator never touches the network, so it
 stays responsive: it starts attempts, reaps them, retries failed parts (exponential backoff with
 full jitter, or the source's `Retry-After`), aborts an attempt that saw no byte for
 `stall_timeout`, hashes the contiguous written prefix (see `hashing.py`) and checkpoints the
@@ -27,17 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from activities.storage.base import DownloadOptions, RemoteFile, StorageBackend
+from activities.storage.base import Buffer, DownloadOptions, RemoteFile, StorageBackend
 from activities.storage.diskspace import disk_full_error
 from activities.storage.hashing import OrderedHasher, StreamDigests, digest_mismatches, expected_digests
 from activities.storage.manifest import FileRecord, StateLayout, fsync_dir
 from activities.storage.parts import (
+    CheckpointLog,
     PartialPaths,
     RangeSet,
     discard_partial,
     file_identity,
     load_checkpoint,
-    save_checkpoint,
     split_ranges,
 )
 from activities.storage.progress import ProgressTracker
@@ -52,9 +52,13 @@ from modelferry.errors import (
 
 log = logging.getLogger(__name__)
 
-WRITE_BATCH = 1024 * 1024  # bytes gathered before one pwritev; bounds memory and loss per attempt
-# Rewrite the sidecar after this much new progress (from the writing thread, ~50 µs each) or after
-# CHECKPOINT_INTERVAL with any progress: what a SIGKILL can lose per file.
+WRITE_BATCH = 1024 * 1024  # bytes gathered before writing; bounds memory and loss per attempt
+# The page cache sizes its folios by the length of each write call. On a VM whose balloon reports
+# free memory back to the host, 1 MiB writes land in large folios the host must fault in again and
+# cost ~4x the kernel time of 64 KiB writes (bench/README.md); elsewhere 64 KiB costs no more.
+WRITE_SLICE = 64 * 1024
+# Append a checkpoint after this much new progress (from the writing thread: one write() call) or
+# after CHECKPOINT_INTERVAL with any progress: what a SIGKILL can lose per file.
 CHECKPOINT_BYTES = 4 * 1024 * 1024
 CHECKPOINT_INTERVAL = 1.0
 MAX_RETRY_AFTER = 600.0  # a Retry-After beyond this is treated as this (then retried or failed)
@@ -146,7 +150,7 @@ class _FileTransfer:
         self.options = ctx.options
         self.wake = threading.Event()
         self.fd = -1
-        self.identity = ""
+        self.checkpoints: CheckpointLog | None = None
         self._count_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._unsaved = 0
@@ -155,12 +159,13 @@ class _FileTransfer:
     def run(self) -> FileRecord:
         remote, ctx = self.remote, self.ctx
         ensure_dir_inside(ctx.dest, self.paths.data.parent)
-        self.identity = identity = file_identity(remote, revision=ctx.revision)
+        identity = file_identity(remote, revision=ctx.revision)
         expected = expected_digests(remote)
         done = load_checkpoint(self.paths, identity=identity, size=remote.size, has_digest=bool(expected))
         self.written = RangeSet(done)
         self.fd = os.open(self.paths.data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            self.checkpoints = CheckpointLog(self.paths, identity=identity, size=remote.size, done=done)
             self._prepare_file(fresh=not done)
             ctx.progress.file_started(remote.name, on_disk=self.written.total())
             self.hasher = OrderedHasher(
@@ -188,6 +193,9 @@ class _FileTransfer:
             raise full from error
         finally:
             os.close(self.fd)
+            with self._checkpoint_lock:
+                if self.checkpoints is not None:
+                    self.checkpoints.close()
         target = place_file(ctx.dest, self.name, self.paths.data)
         discard_partial(PartialPaths(data=self.paths.data, checkpoint=self.paths.checkpoint))
         ctx.progress.file_done(remote.name, remote.size)
@@ -295,7 +303,8 @@ class _FileTransfer:
                 self._unsaved = 0
             done = self.written.ranges()
             with contextlib.suppress(OSError):  # a lost checkpoint costs a re-fetch, never correctness
-                save_checkpoint(self.paths, identity=self.identity, size=self.remote.size, done=done)
+                if self.checkpoints is not None:
+                    self.checkpoints.save(done)
             self._saved_at = time.monotonic()
         finally:
             self._checkpoint_lock.release()
@@ -326,6 +335,13 @@ class _FileTransfer:
                     attempt.last_progress = time.monotonic()
                     if not chunk:
                         continue
+                    if not isinstance(chunk, bytes):
+                        # A view of a buffer the backend reuses: written before the next read.
+                        if batch:
+                            self._write(attempt, batch, size)
+                            batch, size = [], 0
+                        self._write(attempt, [chunk], len(chunk))
+                        continue
                     batch.append(chunk)
                     size += len(chunk)
                     if size >= WRITE_BATCH:
@@ -349,7 +365,7 @@ class _FileTransfer:
             attempt.finished = True
             self.wake.set()
 
-    def _write(self, attempt: _Attempt, batch: Sequence[bytes], size: int) -> None:
+    def _write(self, attempt: _Attempt, batch: Sequence[Buffer], size: int) -> None:
         part = attempt.part
         with part.lock:
             if attempt.abandoned:
@@ -369,17 +385,14 @@ class _FileTransfer:
         # that *finishes* can make the hashed prefix jump (the frontier part is hashed in-line).
 
 
-def write_all(fd: int, chunks: Sequence[bytes], offset: int) -> None:
-    """pwritev every byte of `chunks` at `offset` (looping over short writes)."""
-    views = [memoryview(c) for c in chunks]
-    while views:
-        n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX is 1024 on Linux
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
+def write_all(fd: int, chunks: Sequence[Buffer], offset: int) -> None:
+    """pwrite every byte of `chunks` at `offset`, at most WRITE_SLICE bytes per call."""
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            n = os.pwrite(fd, view[:WRITE_SLICE], offset)
+            offset += n
+            view = view[n:]
 
 
 def ensure_dir_inside(root: Path, directory: Path) -> None:

@@ -229,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         data = f.data
         start, end, status = 0, len(data), 200
-        wanted = self.headers.get("Range")
+        wanted = None if self.hub.ignore_range else self.headers.get("Range")
         if wanted and wanted.startswith("bytes="):
             first, _, last = wanted[len("bytes=") :].partition("-")
             start = int(first) if first else max(0, len(data) - int(last))

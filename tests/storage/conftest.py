@@ -44,4 +44,4 @@ def visible_files(root: Path) -> dict[str, bytes]:
 
 
 def partial_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.name.endswith((".partial", ".parts.json")))
+    return sorted(p for p in root.rglob("*") if p.name.endswith((".partial", ".parts.jsonl")))

@@ -27,8 +27,9 @@ def _on_disk(dest: Path) -> int:
     done = 0
     if (state / "journal.json").exists():
         done += sum(f["size"] for f in json.loads((state / "journal.json").read_text())["files"])
-    for sidecar in (state / "partial").rglob("*.parts.json"):
-        done += sum(e - s for s, e in json.loads(sidecar.read_text())["done"])
+    for log in (state / "partial").rglob("*.parts.jsonl"):
+        last = json.loads(log.read_text().splitlines()[-1])
+        done += sum(e - s for s, e in last["done"])
     return done
 
 

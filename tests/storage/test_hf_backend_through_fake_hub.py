@@ -142,6 +142,13 @@ def test_faults_end_verified(hub: FakeHub, dest: Path, fast_options, faults) -> 
         assert time.monotonic() - started >= 0.3
 
 
+def test_an_origin_that_ignores_range_still_ends_verified(hub: FakeHub, dest: Path, fast_options) -> None:
+    hub.ignore_range = True  # every part gets the whole file (200): skip to its start, stop at its end
+    download_model(backend_for(hub), dest, options=fast_options)
+    assert visible_files(dest) == WANTED
+    assert partial_files(dest) == []
+
+
 def test_backend_read_timeout_also_ends_a_stall(hub: FakeHub, dest: Path, fast_options) -> None:
     fast_options.stall_timeout = 60
     hub.add_fault(REPO, "config.json", Stall(after=0, seconds=30))
