@@ -242,7 +242,7 @@ class _FileTransfer:
                 hashed = self.hasher.catch_up()
                 if self._unsaved and now - self._saved_at >= CHECKPOINT_INTERVAL:
                     self._checkpoint()
-                if not hashed:
+                if not hashed and (pending or running):  # nothing left: no reason to sleep a TICK
                     waits = [p.not_before - now for p in pending if p.not_before > now]
                     self.wake.wait(min([TICK, *waits]))
         finally:
