@@ -325,14 +325,23 @@ def main() -> int:
                 shutil.rmtree(out, ignore_errors=True)
 
         big = "model-00001-of-00004.safetensors"
-        single: dict[str, dict] = {}
-        for name in ("hf_hub_download", "pull_one"):
-            out = fresh(work / f"one-{name}")
-            if name == "pull_one":
-                single[name] = run_child(pull_argv(url, out, "--param", f"allowPatterns={big}"), env=env)
-            else:
-                single[name] = run_child_env(snapshot_argv(url, out, work / "hf-home", allow=big))
-            shutil.rmtree(out, ignore_errors=True)
+        single_runs: dict[str, list[dict]] = {"hf_hub_download": [], "pull_one": []}
+        for round_no in range(args.rounds):
+            names = list(single_runs) if round_no % 2 == 0 else list(reversed(single_runs))
+            for name in names:
+                out = fresh(work / f"one-{name}")
+                if name == "pull_one":
+                    argv = pull_argv(url, out, "--param", f"allowPatterns={big}")
+                    single_runs[name].append(run_child(argv, env=env))
+                else:
+                    single_runs[name].append(
+                        run_child_env(snapshot_argv(url, out, work / "hf-home", allow=big))
+                    )
+                shutil.rmtree(out, ignore_errors=True)
+        single = {
+            name: {"seconds": statistics.median(r["seconds"] for r in runs), "runs": runs}
+            for name, runs in single_runs.items()
+        }
 
         out = fresh(work / "out-resume")
         log.write_text("")
