@@ -45,7 +45,7 @@ from activities.storage.manifest import (
     write_journal,
     write_manifest,
 )
-from activities.storage.plan import Entry, Plan, make_plan, validate_listing
+from activities.storage.plan import Entry, Plan, fetch_order, make_plan, validate_listing
 from activities.storage.progress import ProgressTracker
 from activities.storage.transfer import (
     TICK,
@@ -238,7 +238,7 @@ class _ModelRun:
         self.tracker = tracker
         self.lock = threading.Lock()
         self.records: dict[str, FileRecord] = dict(plan.kept)
-        self.queue: list[Entry] = sorted(plan.fetch, key=lambda e: -e.remote.size)
+        self.queue: list[Entry] = list(plan.fetch)
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
         self._journal_at = 0.0
@@ -253,6 +253,7 @@ class _ModelRun:
             fsync_dir(layout.state_dir)
         for record in self.plan.kept.values():
             self.tracker.file_kept(record.size)
+        self.queue = fetch_order(self.queue, multipart_threshold=options.multipart_threshold)
         ctx = TransferContext(
             backend=self.backend,
             dest=layout.root,

@@ -69,6 +69,16 @@ class Plan:
         return total
 
 
+def fetch_order(entries: list[Entry], *, multipart_threshold: int) -> list[Entry]:
+    """Small files first, then the large ones largest first.
+
+    Large files go longest-first so the last to finish is a short one. Small files go before
+    them: behind the large files they would each wait for a file worker until a large file had
+    been hashed and fsynced, and they take next to nothing up front.
+    """
+    return sorted(entries, key=lambda e: (e.remote.size > multipart_threshold, -e.remote.size, e.remote.name))
+
+
 def validate_listing(listing: ModelListing) -> list[Entry]:
     """Check every name before any byte is written; UnsafePathError names the offending entry."""
     entries: list[Entry] = []
