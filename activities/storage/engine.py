@@ -238,7 +238,7 @@ class _ModelRun:
         self.tracker = tracker
         self.lock = threading.Lock()
         self.records: dict[str, FileRecord] = dict(plan.kept)
-        self.queue: list[Entry] = list(plan.fetch)
+        self.queue: list[Entry] = []  # what no file worker has taken yet; filled by execute()
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
         self._journal_at = 0.0
@@ -253,7 +253,7 @@ class _ModelRun:
             fsync_dir(layout.state_dir)
         for record in self.plan.kept.values():
             self.tracker.file_kept(record.size)
-        self.queue = fetch_order(self.queue, multipart_threshold=options.multipart_threshold)
+        self.queue = fetch_order(self.plan.fetch, multipart_threshold=options.multipart_threshold)
         ctx = TransferContext(
             backend=self.backend,
             dest=layout.root,

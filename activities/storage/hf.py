@@ -205,10 +205,11 @@ class HuggingFaceBackend:
         # The http.client response under urllib3's: read straight into a reused buffer, no object
         # per chunk (see read_into_reused_buffer). urllib3 reads through this same object itself.
         body = getattr(response, "_fp", None)
+        raw = body if response.status == 206 and isinstance(body, http.client.HTTPResponse) else None
         encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
         try:
-            if response.status == 206 and not encoded and isinstance(body, http.client.HTTPResponse):
-                for view in read_into_reused_buffer(body.readinto, remaining):
+            if raw is not None and not encoded:
+                for view in read_into_reused_buffer(raw.readinto, remaining):
                     remaining -= len(view)
                     yield view
             else:
@@ -224,7 +225,7 @@ class HuggingFaceBackend:
                 f"{file.name}: reading bytes {start}-{end}: {_brief(error)}"
             ) from None
         finally:
-            if response.status == 206 and isinstance(body, http.client.HTTPResponse) and body.isclosed():
+            if raw is not None and raw.isclosed():
                 response.release_conn()  # the body was read to its end: the connection is clean
             else:
                 response.close()  # unread bytes are left on it: never hand it back to the pool

@@ -123,13 +123,17 @@ class PartialPaths:
     data: Path  # <state>/partial/<name>.partial
     checkpoint: Path  # <state>/partial/<name>.parts.jsonl
 
+    @property
+    def checkpoint_tmp(self) -> Path:
+        return self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+
 
 def _encode(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
-def _header(identity: str, size: int) -> dict[str, object]:
-    return {"format": CHECKPOINT_FORMAT, "identity": identity, "size": size, "boot_id": boot_id()}
+def _done_line(done: list[Range]) -> bytes:
+    return _encode({"done": [[s, e] for s, e in done]})
 
 
 def _last_ranges(lines: list[bytes], size: int) -> list[Range]:
@@ -177,14 +181,16 @@ class CheckpointLog:
 
     def __init__(self, paths: PartialPaths, *, identity: str, size: int, done: list[Range]) -> None:
         self._paths = paths
-        self._header = _encode(_header(identity, size))
+        self._header = _encode(
+            {"format": CHECKPOINT_FORMAT, "identity": identity, "size": size, "boot_id": boot_id()}
+        )
         self._fd = -1
         self._length = 0
         self._rewrite(done)
 
     def save(self, done: list[Range]) -> None:
         """Record that `done` is written (no fsync: see the module docstring for why that is safe)."""
-        line = _encode({"done": [[s, e] for s, e in done]})
+        line = _done_line(done)
         if self._length + len(line) > COMPACT_BYTES:
             self._rewrite(done)
             return
@@ -197,16 +203,15 @@ class CheckpointLog:
             self._fd = -1
 
     def _rewrite(self, done: list[Range]) -> None:
-        content = self._header + _encode({"done": [[s, e] for s, e in done]})
-        tmp = self._paths.checkpoint.with_name(self._paths.checkpoint.name + ".tmp")
-        tmp.write_bytes(content)
-        os.replace(tmp, self._paths.checkpoint)
+        content = self._header + _done_line(done)
+        self._paths.checkpoint_tmp.write_bytes(content)
+        os.replace(self._paths.checkpoint_tmp, self._paths.checkpoint)
         self.close()
         self._fd = os.open(self._paths.checkpoint, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._length = len(content)
 
 
 def discard_partial(paths: PartialPaths) -> None:
-    for path in (paths.data, paths.checkpoint, paths.checkpoint.with_name(paths.checkpoint.name + ".tmp")):
+    for path in (paths.data, paths.checkpoint, paths.checkpoint_tmp):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
