@@ -1,5 +1,10 @@
 """Node-queue activity: download a model's current source revision into its version directory.
 
+Before any byte is fetched it applies the admission rules again (tenancy of a `pvc://` claim, the
+models roots; `modelferry.admission`), checks name lengths against the node's filesystem, and
+claims the model's path (`activities.ownership`): a path that is not this model's is refused with
+both owners named. The version directory is named by content (`layout.content_version_id`).
+
 All transfer logic is the storage engine's (parallel, ranged, hashed while writing, resumable from
 the `.partial` files and their part checkpoints on disk). This activity adds what Temporal gives:
 heartbeats carrying a checkpoint (revision, files done, bytes per file), and a retried attempt
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +24,104 @@ from temporalio.exceptions import CancelledError
 
 from activities.errors import typed_failures
 from activities.heartbeat import Heartbeater, last_checkpoint
+from activities.ownership import claim_model_path, name_limits, owner_for
 from activities.secrets import SecretReader, read_model_secret
-from activities.storage.base import DownloadOptions, DownloadProgress
+from activities.storage.base import DownloadOptions, DownloadProgress, ModelListing, RemoteFile
 from activities.storage.engine import DownloadCancelledError
 from activities.storage.engine import download_model as engine_download
+from activities.storage.manifest import Manifest, StateLayout, read_manifest
 from activities.storage.registry import BackendSettings, open_backend
+from modelferry.admission import admission_policy, check_claim_access, resolve_claim
 from modelferry.errors import InvalidSpecError
-from modelferry.layout import model_layout, version_id_for
+from modelferry.layout import (
+    FileIdentity,
+    ModelLayout,
+    content_version_id,
+    host_path,
+    model_layout,
+    source_identity,
+    version_id_for,
+)
 from modelferry.messages import DownloadModelResult, NodeModelInput
+from modelferry.ownership import check_link_name, check_models_root, check_name_lengths
 from modelferry.settings import Settings
-from modelferry.storage_uri import HuggingFaceUri, StorageUri, parse_storage_uri
+from modelferry.storage_uri import (
+    HuggingFaceUri,
+    PvcUri,
+    StorageUri,
+    parse_storage_uri,
+    validate_model_path,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlacement:
+    layout: ModelLayout
+    models_root: Path  # the host path of the models root that storage.path lies below
+
+
+def node_placement(*, settings: Settings, inp: NodeModelInput) -> NodePlacement:
+    """Where the model goes on this node, after the path rules and the models-root rule."""
+    storage_path = validate_model_path(storage_path_of(inp))
+    root = check_models_root(storage_path, models_roots=admission_policy(settings).models_roots)
+    return NodePlacement(
+        layout=model_layout(node_root=settings.node.root, storage_path=storage_path),
+        models_root=host_path(node_root=settings.node.root, storage_path=root),
+    )
+
+
+def admitted_uri(*, settings: Settings, inp: NodeModelInput) -> StorageUri:
+    """The source URI, refused if the resource may not read it; a claim's namespace filled in."""
+    uri = storage_uri_of(inp)
+    if isinstance(uri, PvcUri):
+        check_claim_access(
+            kind=inp.ref.kind,
+            namespace=inp.ref.namespace,
+            uri=uri,
+            allowed=settings.cluster_claim_namespaces(),
+        )
+        namespace, _ = resolve_claim(kind=inp.ref.kind, namespace=inp.ref.namespace, uri=uri)
+        uri = dataclasses.replace(uri, namespace=namespace)
+    return uri
+
+
+def _file_identity(f: RemoteFile) -> FileIdentity:
+    digests = {k: getattr(f, k) for k in ("sha256", "md5", "git_sha1", "multipart_md5", "etag")}
+    return FileIdentity(name=f.name, size=f.size, digests=tuple((k, v) for k, v in digests.items() if v))
+
+
+def choose_version_id(*, layout: ModelLayout, uri: StorageUri, listing: ModelListing) -> str:
+    """The content-identified version; a complete directory of an older release (named by the
+    revision alone) is reused when its manifest holds exactly this listing, so an upgrade
+    downloads nothing again."""
+    content_id = content_version_id(
+        source=source_identity(uri),
+        revision=listing.revision,
+        files=[_file_identity(f) for f in listing.files],
+    )
+    legacy_id = version_id_for(listing.revision)
+    if layout.version_dir(content_id).exists() or legacy_id == content_id:
+        return content_id
+    manifest = read_manifest(StateLayout(layout.version_dir(legacy_id)).manifest)
+    if manifest is not None and manifest_holds(manifest, listing):
+        return legacy_id
+    return content_id
+
+
+def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
+    """True when a verified manifest records exactly the listed files, with no digest disagreeing."""
+    if manifest.revision != listing.revision or len(manifest.files) != len(listing.files):
+        return False
+    records = {r.name: r for r in manifest.files}
+    for f in listing.files:
+        record = records.get(f.name)
+        if record is None or record.size != f.size:
+            return False
+        for kind in ("sha256", "md5", "git_sha1", "multipart_md5", "etag"):
+            want, have = getattr(f, kind), getattr(record, kind)
+            if want and have and want != have:
+                return False
+    return True
 
 
 def storage_uri_of(inp: NodeModelInput) -> StorageUri:
@@ -70,8 +164,12 @@ class DownloadActivities:
     @activity.defn(name="download_model")
     @typed_failures
     def download_model(self, inp: NodeModelInput) -> DownloadModelResult:
-        uri = storage_uri_of(inp)
-        layout = model_layout(node_root=self._settings.node.root, storage_path=storage_path_of(inp))
+        uri = admitted_uri(settings=self._settings, inp=inp)
+        placement = node_placement(settings=self._settings, inp=inp)
+        layout = placement.layout
+        limits = name_limits(placement.models_root)
+        check_link_name(storage_path=storage_path_of(inp), limits=limits)
+        claim_model_path(layout=layout, owner=owner_for(inp.ref), models_root=placement.models_root)
         checkpoint = last_checkpoint()
         pinned = checkpoint.get("revision")
         if pinned and isinstance(uri, HuggingFaceUri) and uri.revision != pinned:
@@ -100,7 +198,12 @@ class DownloadActivities:
             )
             try:
                 listing = backend.list_files()
-                version_id = version_id_for(listing.revision)
+                version_id = choose_version_id(layout=layout, uri=uri, listing=listing)
+                check_name_lengths(
+                    version_dir=str(layout.version_dir(version_id)),
+                    names=[f.name for f in listing.files],
+                    limits=limits,
+                )
                 base: dict[str, Any] = {"revision": listing.revision, "version_id": version_id}
                 beat.update(base)
 

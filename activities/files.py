@@ -7,6 +7,7 @@ version stays on disk for a rollback; older ones are pruned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.download import storage_path_of
+from activities.download import node_placement
 from activities.errors import typed_failures
+from activities.ownership import claim_model_path, owner_for, release_model_path
 from activities.verify import verify_model_dir
-from modelferry.errors import PermanentError
-from modelferry.layout import ModelLayout, model_layout
+from modelferry.errors import InvalidSpecError, TemporaryError, UnsafePathError
+from modelferry.layout import ModelLayout
 from modelferry.messages import NodeModelInput, RemoveModelFilesResult, VerifyModelResult
 from modelferry.names import MANIFEST_FILE_NAME, STATE_DIR_NAME
 from modelferry.settings import Settings
@@ -26,8 +28,8 @@ from modelferry.settings import Settings
 KEEP_PREVIOUS_VERSIONS = 1  # kept beside the active one, for rollback
 
 
-class UnmanagedPathError(PermanentError):
-    """storage.path holds files modelferry did not put there; we never overwrite them."""
+class IncompleteVersionError(TemporaryError):
+    """The version to activate has no manifest (yet): the download has to run again."""
 
 
 def _is_complete(version_dir: Path) -> bool:
@@ -41,9 +43,15 @@ def active_version(layout: ModelLayout) -> str | None:
 
 
 def _swap_link(layout: ModelLayout, version_id: str) -> None:
-    tmp = layout.link.with_name(f".{layout.link.name}.{uuid.uuid4().hex[:8]}.link")
+    # A short temporary name: `storage.path`'s last part may be as long as the filesystem allows.
+    tmp = layout.link.with_name(f".modelferry-{uuid.uuid4().hex[:12]}.link")
     os.symlink(layout.link_target(version_id), tmp)
-    os.replace(tmp, layout.link)  # atomic: readers see the old or the new version, never neither
+    try:
+        os.replace(tmp, layout.link)  # atomic: readers see the old or the new version, never neither
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     fd = os.open(layout.link.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -51,23 +59,16 @@ def _swap_link(layout: ModelLayout, version_id: str) -> None:
         os.close(fd)
 
 
-def _adopt_or_refuse(layout: ModelLayout) -> None:
-    """Make room for the link where storage.path is a real directory."""
+def _make_room_for_link(layout: ModelLayout) -> None:
+    """The claim allowed what is at storage.path: nothing, our link, an empty or a pre-staged dir."""
     link = layout.link
     if not link.exists() or link.is_symlink():
         return
-    if link.is_dir() and not any(link.iterdir()):
-        link.rmdir()
-        return
-    if link.is_dir() and _is_complete(link):
+    if _is_complete(link):
         # Pre-staged with `modelferry pull`: keep it as a version, so nothing verified is lost.
-        layout.store.mkdir(parents=True, exist_ok=True)
         os.replace(link, layout.version_dir(f"prestaged-{uuid.uuid4().hex[:8]}"))
         return
-    raise UnmanagedPathError(
-        f"storage.path {link} already holds files that modelferry did not write; "
-        "move them away (or pre-stage with `modelferry pull`) and retry"
-    )
+    link.rmdir()  # empty (the claim checked); fails rather than lose anything that appeared since
 
 
 def prune_versions(
@@ -88,7 +89,7 @@ class FilesActivities:
         self._settings = settings
 
     def _layout(self, inp: NodeModelInput) -> ModelLayout:
-        return model_layout(node_root=self._settings.node.root, storage_path=storage_path_of(inp))
+        return node_placement(settings=self._settings, inp=inp).layout
 
     @activity.defn(name="verify_model")
     @typed_failures
@@ -100,14 +101,15 @@ class FilesActivities:
     @activity.defn(name="activate_model_version")
     @typed_failures
     def activate_model_version(self, inp: NodeModelInput) -> str:
-        layout = self._layout(inp)
+        placement = node_placement(settings=self._settings, inp=inp)
+        layout = placement.layout
         if not _is_complete(layout.version_dir(inp.version_id)):
-            raise UnmanagedPathError(
+            raise IncompleteVersionError(
                 f"version {inp.version_id} at {layout.store} is not complete; refusing to activate"
             )
         if active_version(layout) != inp.version_id:
-            layout.link.parent.mkdir(parents=True, exist_ok=True)
-            _adopt_or_refuse(layout)
+            claim_model_path(layout=layout, owner=owner_for(inp.ref), models_root=placement.models_root)
+            _make_room_for_link(layout)
             _swap_link(layout, inp.version_id)
         pruned = prune_versions(layout, keep=inp.version_id)
         if pruned:
@@ -117,19 +119,13 @@ class FilesActivities:
     @activity.defn(name="remove_model_files")
     @typed_failures
     def remove_model_files(self, inp: NodeModelInput) -> RemoveModelFilesResult:
-        layout = self._layout(inp)
-        removed = False
-        if layout.link.is_symlink():
-            layout.link.unlink()
-            removed = True
-        elif layout.link.is_dir() and _is_complete(layout.link):
-            shutil.rmtree(layout.link)
-            removed = True
-        if layout.store.exists():
-            shutil.rmtree(layout.store)
-            removed = True
-            try:
-                layout.store.parent.rmdir()  # the shared versions dir, once no model uses it
-            except OSError:
-                pass
-        return RemoveModelFilesResult(removed=removed, path=str(layout.link))
+        try:
+            placement = node_placement(settings=self._settings, inp=inp)
+        except (InvalidSpecError, UnsafePathError) as error:
+            # A path the rules refuse was never ours: there is nothing of this model to remove.
+            activity.logger.info("%s on %s: nothing removed: %s", inp.ref.display(), inp.node, error)
+            return RemoveModelFilesResult(removed=False, path=str(inp.spec.get("storage", {}).get("path")))
+        release = release_model_path(layout=placement.layout, owner=owner_for(inp.ref))
+        if not release.removed:
+            activity.logger.info("%s on %s: %s", inp.ref.display(), inp.node, release.detail)
+        return RemoveModelFilesResult(removed=release.removed, path=str(placement.layout.link))

@@ -62,6 +62,32 @@ class UnsafePathError(PermanentError):
     """A path that is not absolute, not normalised, or would escape its root."""
 
 
+class TenancyError(InvalidSpecError):
+    """A resource names another namespace's Secret or claim, which its kind or the settings forbid."""
+
+
+# --- ownership of paths on a node ---------------------------------------------------------------
+
+
+class PathOwnershipError(ModelferryError):
+    """Base of the refusals that protect what is already at a model's path on a node.
+
+    Permanent for the attempt (no activity retry can change it), but it can heal without a spec
+    change: the other model is deleted, or someone moves the foreign files away.
+    """
+
+    retryable = False
+    heals = True
+
+
+class PathOwnedByAnotherModelError(PathOwnershipError):
+    """The path, or one inside or above it, belongs to another model; the message names both."""
+
+
+class ForeignPathError(PathOwnershipError):
+    """The path holds files, or a symlink, that modelferry did not put there; they are never touched."""
+
+
 # --- storage sources -------------------------------------------------------------------------
 
 
@@ -104,8 +130,12 @@ class PersistentChecksumMismatchError(IntegrityError, PermanentError):
     """The same file failed verification again after a fresh download."""
 
 
-class InsufficientDiskSpaceError(PermanentError):
-    """The model does not fit on the target filesystem; the message says needed and free bytes."""
+class InsufficientDiskSpaceError(TemporaryError):
+    """The model does not fit on the target filesystem; the message says needed and free bytes.
+
+    Temporary: space is freed by people and by pruning, so the attempt is retried with backoff and
+    the figures in the message are measured again on every try.
+    """
 
 
 # --- metadata parsing ------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class NodeOutcome(_Message):
     generation: int = 0
     revision: str = ""  # the source revision on disk (HF commit, listing digest)
     fingerprint: str = ""  # lifecycle.delivery_fingerprint of the spec this outcome delivered
-    retryable: bool = True  # False when the failure needs a spec/secret/source change
+    retryable: bool = True  # False when only a new generation of the resource can fix the failure
     metadata: dict[str, Any] | None = None  # parsed metadata (ModelMetadata by alias)
 
 

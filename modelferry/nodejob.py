@@ -65,10 +65,18 @@ def build_worker_job(
         "--num-download-worker",
         str(settings.download.num_download_worker),
     ]
+    # The node applies the controller's admission policy again (defence in depth).
+    for root in settings.policy.models_roots:
+        args += ["--models-root", root]
+    for allowed in settings.cluster_claim_namespaces():
+        args += ["--allow-claims", allowed]
     volumes: list[dict[str, Any]] = [
         {"name": "models", "hostPath": {"path": models_root, "type": "DirectoryOrCreate"}}
     ]
     mounts: list[dict[str, Any]] = [{"name": "models", "mountPath": models_root}]
+    for i, root in enumerate(r for r in settings.policy.models_roots if r != models_root):
+        volumes.append({"name": f"models-{i}", "hostPath": {"path": root, "type": "DirectoryOrCreate"}})
+        mounts.append({"name": f"models-{i}", "mountPath": root})
     if claim_name:
         mount_path = f"{PVC_MOUNT_ROOT}/{claim_name}"
         volumes.append(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelferry.names import AGENT_NAMESPACE_DEFAULT
+from modelferry.ownership import DEFAULT_MODELS_ROOTS
 
 
 class _Section(BaseModel):
@@ -73,12 +74,35 @@ class DownloadSettings(_Section):
     stall_timeout: float = 60.0
 
 
+class PolicySettings(_Section):
+    """What resources may ask of the nodes (see modelferry.admission and modelferry.ownership)."""
+
+    # storage.path must lie strictly below one of these (absolute paths on the node).
+    models_roots: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS_ROOTS))
+    # Claims a cluster-scoped model may read: "namespace", "namespace:claim" or "*".
+    # None: only the agent namespace's claims.
+    cluster_claim_namespaces: list[str] | None = None
+
+    @field_validator("models_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            if not root.startswith("/") or root == "/" or root != str(PurePosixPath(root)):
+                raise ValueError(f"models root {root!r} must be an absolute, normalised path other than /")
+        return roots
+
+
 class Settings(_Section):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     kube: KubeSettings = Field(default_factory=KubeSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
     download: DownloadSettings = Field(default_factory=DownloadSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+
+    def cluster_claim_namespaces(self) -> list[str]:
+        allowed = self.policy.cluster_claim_namespaces
+        return list(allowed) if allowed is not None else [self.kube.agent_namespace]
 
 
 _ENV_OVERRIDES: dict[str, tuple[str, str]] = {

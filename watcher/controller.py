@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from modelferry.admission import AdmissionPolicy
 from modelferry.names import ModelKind
 from watcher.act import (
     DEFAULT_BACKOFF,
@@ -67,9 +68,11 @@ class Controller:
         informer_backoff_max: float = 30.0,
         max_parallel: int = 16,
         on_decided: Callable[[Event, list[Decision], bool], None] | None = None,
+        admission: AdmissionPolicy | None = None,
     ) -> None:
         """`on_decided(event, decisions, all_done)` is called after each event was handled."""
         self.known = Known()
+        self._admission = admission or AdmissionPolicy()
         self._status_writer = status_writer
         self._gateway = gateway
         self._backoff = backoff
@@ -155,7 +158,7 @@ class Controller:
     # --- decide, act, remember --------------------------------------------------------------
 
     async def _handle(self, event: Event, *, superseded: Callable[[], bool]) -> None:
-        decisions = decide(event, self.known)
+        decisions = decide(event, self.known, policy=self._admission)
         done: list[Decision] = []
         if isinstance(event, NodeEvent):
             # Nudges to different models are independent: send them side by side.

@@ -9,8 +9,10 @@ a failed act is decided again on the next event instead of being forgotten.
 Rules for a model event (ADDED, MODIFIED, or a periodic RESYNC):
 - deletionTimestamp set and our finalizer present → Delete (once per uid); without our finalizer
   → Ignore: nothing of ours blocks the deletion, and the DELETED event that follows cleans up.
-- the spec does not parse → MarkInvalid(field, rule) once per generation, and not at all when
-  the status already says exactly that (so our own status write does not loop).
+- the spec does not parse, or the installation's admission policy refuses it (tenancy of a
+  claim, the models roots: `modelferry.admission`) → MarkInvalid(field, rule) once per
+  generation, and not at all when the status already says exactly that (so our own status
+  write does not loop).
 - a uid or a generation newer than the one applied → Apply; a new uid under a known name also
   Deletes the old incarnation first.
 - the generation already applied → Ignore. That covers our own and the workflows' status writes
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from modelferry.admission import AdmissionPolicy, check_admission
 from modelferry.errors import InvalidSpecError
 from modelferry.messages import ModelRef, ModelRevision
 from modelferry.names import FINALIZER, ModelKind
@@ -168,14 +171,17 @@ class Known:
 # --- deciding --------------------------------------------------------------------------------
 
 
-def decide(event: Event, known: Known) -> list[Decision]:
-    """The decisions for one event: never empty (an `Ignore` says why nothing is to be done)."""
+def decide(event: Event, known: Known, *, policy: AdmissionPolicy | None = None) -> list[Decision]:
+    """The decisions for one event: never empty (an `Ignore` says why nothing is to be done).
+
+    `policy` is the installation's admission policy (default: `AdmissionPolicy()`).
+    """
     if isinstance(event, NodeEvent):
         return _decide_node(event, known)
-    return _decide_model(event, known)
+    return _decide_model(event, known, policy or AdmissionPolicy())
 
 
-def _decide_model(event: ModelEvent, known: Known) -> list[Decision]:
+def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> list[Decision]:
     obj = event.obj
     meta = obj.get("metadata") or {}
     ref = _ref(event.kind, meta)
@@ -204,6 +210,9 @@ def _decide_model(event: ModelEvent, known: Known) -> list[Decision]:
     try:
         # Status is written by controllers, not users: judge only what the user wrote.
         resource = parse_resource({k: v for k, v in obj.items() if k != "status"})
+        refused = check_admission(resource, policy)
+        if refused:
+            raise InvalidSpecError(refused[0].rule, field=refused[0].field)
     except InvalidSpecError as error:
         return [
             *superseded,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelferry.admission import AdmissionPolicy
 from modelferry.names import AGENT_NAMESPACE_DEFAULT, ModelKind
 from watcher.act import DEFAULT_BACKOFF, Backoff
 from watcher.controller import Controller
@@ -49,6 +50,7 @@ async def run_watcher(
     kinds: Sequence[ModelKind] = tuple(ModelKind),
     backoff: Backoff = DEFAULT_BACKOFF,
     on_decided: Callable[[Event, list[Decision], bool], None] | None = None,
+    admission: AdmissionPolicy | None = None,
 ) -> None:
     """Watch BaseModel, ClusterBaseModel, FineTunedWeight and Nodes and drive `gateway` until
     `stop` is set.
@@ -60,6 +62,8 @@ async def run_watcher(
     - `resync_seconds`: how often every known object is re-checked (cheap: no Temporal call for
       a generation already applied).
     - `on_decided(event, decisions, all_done)`: called after each event (metrics, tests).
+    - `admission`: this installation's policy (`modelferry.admission.admission_policy(settings)`);
+      a resource it refuses is marked InvalidSpec with the field at fault.
     """
     kube = KubeClient(api_client)
 
@@ -73,6 +77,7 @@ async def run_watcher(
             watch_timeout_seconds=watch_timeout_seconds,
             backoff=backoff,
             on_decided=on_decided,
+            admission=admission,
         )
         await controller.run()
 

@@ -6,12 +6,24 @@ from dataclasses import dataclass
 
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
+# Failures only a change to the resource can fix. Every other failure can heal by itself (space
+# freed, a source or claim created, a Secret rotated, another model deleted, a worker started),
+# so the node is tried again on the model's retry timer, with the message measured afresh.
+NEEDS_SPEC_CHANGE = frozenset(
+    {"InvalidSpecError", "InvalidStorageUriError", "UnsafePathError", "TenancyError"}
+)
+
 
 @dataclass(frozen=True)
 class NodeFailure:
     reason: str
     message: str
-    retryable: bool
+    retryable: bool  # may another activity attempt help (Temporal's non_retryable, inverted)
+
+    @property
+    def heals(self) -> bool:
+        """May the node succeed later without a new generation of the resource?"""
+        return self.retryable or self.reason not in NEEDS_SPEC_CHANGE
 
 
 def describe_failure(err: BaseException) -> NodeFailure:

@@ -46,6 +46,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+# Patches (workflow.patched): each changes the commands a running workflow issues.
+PATCH_FAILURES_HEAL = "node-failures-heal-v1"  # failures that need no spec change are retried later
+
+
 def skip_config_parsing(annotations: dict[str, str]) -> bool:
     return any(annotations.get(key, "").strip().lower() == "true" for key in SKIP_CONFIG_PARSING_ANNOTATIONS)
 
@@ -137,7 +141,7 @@ class NodeWorkflow:
                 message=failure.message,
                 generation=inp.revision.generation,
                 fingerprint=fingerprint,
-                retryable=failure.retryable,
+                retryable=failure.heals if workflow.patched(PATCH_FAILURES_HEAL) else failure.retryable,
             )
         await self._label(inp, NodeModelStatus.READY, config=parsed.metadata)
         return NodeOutcome(

@@ -9,7 +9,8 @@
 4. locks the model directory (`.modelferry/lock`, flock) so two downloads never interleave;
 5. decides what to keep, fetch and remove (`plan.make_plan`): a re-run over a complete
    directory transfers nothing, a re-run over a partial one fetches only what is missing;
-6. checks free space for the bytes still needed (InsufficientDiskSpaceError "needs X, Y free");
+6. checks free space for the bytes still needed (InsufficientDiskSpaceError "needs X, Y free",
+   retryable: space can be freed; a disk that fills mid-transfer also removes the partial files);
 7. fetches files `options.concurrency` at a time, largest first, each in ranged parts
    (`transfer.fetch_file`), verifying digests computed while writing;
 8. removes stale files of its own earlier downloads, then writes `.modelferry/manifest.json`
@@ -55,7 +56,7 @@ from activities.storage.transfer import (
     ensure_dir_inside,
     fetch_file,
 )
-from modelferry.errors import TemporaryError, UnsafePathError, is_retryable
+from modelferry.errors import InsufficientDiskSpaceError, TemporaryError, UnsafePathError, is_retryable
 from modelferry.storage_uri import safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,16 @@ def _download_locked(
             manifest_path=layout.manifest,
             elapsed=time.monotonic() - started,
         )
-    check_free_space(layout.root, needed=plan.needed_bytes(layout))
     run = _ModelRun(backend=backend, layout=layout, listing=listing, plan=plan, tracker=tracker)
-    return run.execute(options=options, cancel=cancel, started=started)
+    try:
+        check_free_space(layout.root, needed=plan.needed_bytes(layout))
+        return run.execute(options=options, cancel=cancel, started=started)
+    except InsufficientDiskSpaceError:
+        # A full disk keeps no half-written file: partial bytes are given back (verified whole
+        # files stay, and the retry that follows once space is freed reuses them).
+        if layout.partial_dir.is_dir() and not layout.partial_dir.is_symlink():
+            shutil.rmtree(layout.partial_dir, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """The `pvc://` backend: copy a model out of a PersistentVolumeClaim mounted on this node.
 
 The claim is mounted read-only somewhere local: in a cluster the node worker Job mounts it, in dev
-mode `modelferry pull --pvc NAME=DIR` says where. `BackendSettings.pvc_mounts` maps the claim
-name, or `namespace:claim`, to that directory. The backend lists the regular files under the
+mode `modelferry pull --pvc NAME=DIR` says where. `BackendSettings.pvc_mounts` maps
+`namespace:claim` (or, for a URI without a namespace, the bare claim name) to that
+directory. The backend lists the regular files under the
 URI's sub-path and reads byte ranges with `pread`; the engine does the rest (parallel parts,
 verification, atomic placement), exactly as for a remote source.
 
@@ -51,7 +52,10 @@ class PvcBackend:
         self.uri = uri
         claim = f"{uri.namespace}:{uri.claim_name}" if uri.namespace else uri.claim_name
         mounts = (settings or BackendSettings()).pvc_mounts
-        mount = mounts.get(claim) or mounts.get(uri.claim_name)
+        # `namespace:claim` names exactly one claim. A bare mount name says nothing about the
+        # namespace, so it serves only a URI that names none (`modelferry pull`): a worker always
+        # passes the namespace, and one tenant's `models` is never another's.
+        mount = mounts.get(claim)
         if mount is None:
             known = ", ".join(sorted(mounts)) or "none"
             raise SourceNotFoundError(

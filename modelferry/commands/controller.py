@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient, load_api_client
+    from modelferry.admission import admission_policy
     from modelferry.messages import PipelineOptions
     from modelferry.runtime import build_control_worker, connect_temporal
     from modelferry.settings import load_settings
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 identity=args.identity,
                 leader_election=not args.no_leader_election,
                 resync_seconds=args.resync_seconds,
+                admission=admission_policy(settings),
             )
         return 0
 

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import socket
 
+    from modelferry.admission import admission_policy
     from modelferry.messages import PipelineOptions
     from modelferry.runtime import connect_temporal
     from modelferry.settings import load_settings
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             identity=identity,
             resync_seconds=args.resync_seconds,
             leader_election=not args.no_leader_election,
+            admission=admission_policy(settings),
         )
         return 0
 

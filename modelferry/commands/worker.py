@@ -25,6 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="where a claim is mounted, e.g. ns:claim=/mnt/claim (repeatable)",
     )
     p.add_argument("--node-root", type=Path, default=None)
+    p.add_argument(
+        "--models-root",
+        action="append",
+        default=[],
+        help="storage.path must lie below one of these (repeatable; default /mnt/models and /raid/models)",
+    )
+    p.add_argument(
+        "--allow-claims",
+        action="append",
+        default=[],
+        metavar="NAMESPACE[:CLAIM]",
+        help="claims cluster-scoped models may read (repeatable; '*' for any; default the agent namespace)",
+    )
     p.add_argument("--no-kube", action="store_true", help="no Kubernetes access (no storageKey secrets)")
     p.add_argument("--concurrency", type=int, default=None, help="files of one model in flight")
     p.add_argument(
@@ -48,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["node.pvc_mounts"] = dict(item.split("=", 1) for item in args.pvc)
     if args.node_root:
         overrides["node.root"] = str(args.node_root)
+    if args.models_root:
+        overrides["policy.models_roots"] = list(args.models_root)
+    if args.allow_claims:
+        overrides["policy.cluster_claim_namespaces"] = list(args.allow_claims)
     for flag in ("concurrency", "multipart_concurrency", "download_retry", "num_download_worker"):
         if getattr(args, flag) is not None:
             overrides[f"download.{flag}"] = getattr(args, flag)

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.kube import KubeClient
+from modelferry.admission import admission_policy
 from modelferry.apiserver import EmbeddedApiServer
 from modelferry.dev.stack import crd_manifests
 from modelferry.dev.temporal_server import TemporalDevServer
@@ -231,6 +232,8 @@ async def running_pipeline(
                 "worker.schedule_to_start_seconds": options.node_schedule_to_start_seconds,
                 "node.pvc_mounts": {k: str(v) for k, v in (pvcs or {}).items()},
                 "download.stall_timeout": 10.0,
+                # The e2e models read claims in `default`, as a cluster admin would allow.
+                "policy.cluster_claim_namespaces": ["default"],
             },
         )
         client = await connect_temporal(settings)
@@ -252,6 +255,7 @@ async def running_pipeline(
                     identity="e2e",
                     leader_election=False,
                     resync_seconds=30.0,
+                    admission=admission_policy(settings),
                 ),
                 name="watcher",
             )

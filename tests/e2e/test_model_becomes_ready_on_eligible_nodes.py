@@ -19,7 +19,7 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
     name = unique("tiny")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     async with running_pipeline(
-        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"default:models": claim_dir}
     ) as p:
         made = await p.apply(obj)
         uid = made["metadata"]["uid"]
@@ -92,7 +92,7 @@ async def test_placement_follows_node_labels(tmp_path, two_node_cluster, model_s
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     obj["spec"]["storage"]["nodeSelector"] = {"gpu": "a100"}
     async with running_pipeline(
-        cluster=two_node_cluster, tmp=tmp_path, nodes=["gpu-a", "gpu-b"], pvcs={"models": claim_dir}
+        cluster=two_node_cluster, tmp=tmp_path, nodes=["gpu-a", "gpu-b"], pvcs={"default:models": claim_dir}
     ) as p:
         made = await p.apply(obj)
         uid = made["metadata"]["uid"]
@@ -126,7 +126,7 @@ async def test_invalid_resource_fails_with_the_field_named(tmp_path, one_node_cl
     bad = cluster_model(unique("bad"), uri="hf://", path="relative/path")
     good = cluster_model(unique("good"), uri="pvc://default:models/tiny", path="/raid/models/good")
     async with running_pipeline(
-        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"default:models": claim_dir}
     ) as p:
         await p.apply(bad)
         await p.apply(good)

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from modelferry.admission import admission_policy
 from modelferry.names import model_workflow_id
 from tests.e2e.harness import FAST_OPTIONS, cluster_model, running_pipeline, unique
 from watcher.run import run_watcher
@@ -26,7 +27,7 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     wid = model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
     async with running_pipeline(
-        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"default:models": claim_dir}
     ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")
@@ -44,6 +45,7 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
                 stop=stop,
                 identity="e2e-2",
                 leader_election=False,
+                admission=admission_policy(p.settings),
                 on_decided=lambda event, decisions, done: seen.extend(type(d).__name__ for d in decisions),
             )
         )
@@ -71,7 +73,7 @@ async def test_delete_completes_when_the_node_is_gone(tmp_path, one_node_cluster
     name = unique("orphan")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     async with running_pipeline(
-        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}
+        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"default:models": claim_dir}
     ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")
@@ -100,7 +102,11 @@ async def test_long_lived_workflow_continues_as_new_and_keeps_its_state(
     wid = model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
     options = FAST_OPTIONS.model_copy(update={"max_history_events": 60})
     async with running_pipeline(
-        cluster=one_node_cluster, tmp=tmp_path, nodes=["node-1"], pvcs={"models": claim_dir}, options=options
+        cluster=one_node_cluster,
+        tmp=tmp_path,
+        nodes=["node-1"],
+        pvcs={"default:models": claim_dir},
+        options=options,
     ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")

@@ -25,7 +25,7 @@ def model_obj(
     resource_version: str = "1",
     spec_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    storage: dict[str, Any] = {"storageUri": uri, "path": f"/models/{name}"}
+    storage: dict[str, Any] = {"storageUri": uri, "path": f"/raid/models/{name}"}
     if node_selector is not None:
         storage["nodeSelector"] = node_selector
     if node_affinity is not None:

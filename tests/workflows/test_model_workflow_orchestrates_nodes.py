@@ -239,9 +239,11 @@ async def test_permanent_failure_on_one_node_and_refused_status_writes_do_not_st
                 break
             await asyncio.sleep(0.05)
         nodes = await handle.query(ModelWorkflow.nodes)
-        assert nodes["n2"].reason == "GatedRepoError" and not nodes["n2"].retryable
+        # Access can be granted later without a spec change: the node heals on the model's retry
+        # timer (retryable outcome), but no activity attempt is wasted meanwhile.
+        assert nodes["n2"].reason == "GatedRepoError" and nodes["n2"].retryable
         assert "gated" in nodes["n2"].message
-        assert stand_ins.downloads.count("n2") == 1  # non-retryable: no second attempt
+        assert stand_ins.downloads.count("n2") == 1  # non-retryable activity: no second attempt
         # the status write kept failing, yet the workflow is alive and still answers signals
         await handle.signal("request_delete")
         assert await handle.result() == "Deleted"
