@@ -313,7 +313,14 @@ def _object_prefix(uri: str, prefix: str) -> str:
 
 
 def _is_dns_subdomain(name: str) -> bool:
-    return len(name) <= 253 and all(_DNS_LABEL.fullmatch(label) for label in name.split("."))
+    # Kubernetes' IsDNS1123Subdomain, as for a claim's metadata.name: at most 253 characters in all,
+    # dot-separated parts of any length. Mirrors modelferry.spec.rules.is_dns_subdomain (which
+    # imports this module, so cannot be imported here); a unit test keeps the two in step.
+    return (
+        0 < len(name) <= 253
+        and re.fullmatch(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*", name)
+        is not None
+    )
 
 
 def _supported() -> str:

@@ -58,8 +58,23 @@ ModelKey = tuple[ModelKind, str | None, str]  # (kind, namespace, name); namespa
 
 
 def model_key(kind: ModelKind, obj: Mapping[str, Any]) -> ModelKey:
-    meta = obj.get("metadata") or {}
-    return (kind, meta.get("namespace") if kind.namespaced else None, str(meta.get("name", "")))
+    meta = _metadata(obj)
+    namespace = meta.get("namespace")
+    namespace = str(namespace) if kind.namespaced and namespace is not None else None
+    return (kind, namespace, str(meta.get("name", "")))
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object's metadata; garbage (which a real API server never sends) reads as empty."""
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _generation(meta: Mapping[str, Any]) -> int:
+    try:
+        return int(meta.get("generation") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 @dataclass(frozen=True)
@@ -183,7 +198,7 @@ def decide(event: Event, known: Known, *, policy: AdmissionPolicy | None = None)
 
 def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> list[Decision]:
     obj = event.obj
-    meta = obj.get("metadata") or {}
+    meta = _metadata(obj)
     ref = _ref(event.kind, meta)
     current = known.models.get(event.key)
 
@@ -196,13 +211,14 @@ def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> l
 
     same_uid = current is not None and current.ref.uid == ref.uid
     if meta.get("deletionTimestamp"):
-        if FINALIZER not in (meta.get("finalizers") or []):
+        finalizers = meta.get("finalizers")
+        if not isinstance(finalizers, list) or FINALIZER not in finalizers:
             return [Ignore("being deleted without our finalizer: nothing blocks, nothing to clean")]
         if current is not None and same_uid and current.deleting:
             return [Ignore("being deleted, cleanup already requested")]
         return [Delete(ref, why="deletionTimestamp set")]
 
-    generation = int(meta.get("generation") or 0)
+    generation = _generation(meta)
     superseded: list[Decision] = []
     if current is not None and not same_uid and not current.deleting:
         superseded = [Delete(current.ref, why=f"replaced by a new object (uid {ref.uid})")]
@@ -352,10 +368,11 @@ def _remember_node(known: Known, event: NodeEvent) -> None:
 
 
 def _ref(kind: ModelKind, meta: Mapping[str, Any]) -> ModelRef:
+    namespace = meta.get("namespace")
     return ModelRef(
         kind=kind,
         name=str(meta.get("name", "")),
-        namespace=meta.get("namespace") if kind.namespaced else None,
+        namespace=str(namespace) if kind.namespaced and namespace is not None else None,
         uid=str(meta.get("uid") or ""),
     )
 

@@ -7,6 +7,10 @@ rest of the code uses: it returns the resource or raises `InvalidSpecError` nami
 (`file#doc`), the field and the rule.
 
 A misspelt field gets a "did you mean" hint drawn from the field names of our own models.
+
+The input may be hostile (the watcher checks whatever users put in a spec), so checking stays
+bounded: a document nested deeper than `MAX_DEPTH` is refused before validation, and only the
+first `MAX_PROBLEMS` problems are described (the rest are counted).
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ from modelferry.spec.rules import Problem, check_rules
 
 _KINDS = ", ".join(k.value for k in ModelKind)
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# Far deeper than any real resource (OME's catalogue nests under 10 levels; managedFields mirror
+# the object a few levels deeper), and far from Python's recursion limit: later steps recurse
+# over the spec (deep copies, JSON payloads), so a spec nested 1,000 levels would crash them.
+MAX_DEPTH = 100
+_KEY_MARKER = "[key]"  # pydantic's last `loc` part when a mapping's key, not its value, is wrong
+# Problems described one by one; the rest are only counted. A spec with 100,000 unknown keys
+# would otherwise cost a "did you mean" search each, seconds of CPU per watch event.
+MAX_PROBLEMS = 20
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,8 @@ class ResourceCheck:
     kind: str | None
     name: str | None
     resource: ModelResource | None
-    problems: tuple[Problem, ...]
+    problems: tuple[Problem, ...]  # at most MAX_PROBLEMS
+    omitted: int = 0  # further problems found but not described
 
     @property
     def valid(self) -> bool:
@@ -71,11 +84,23 @@ def check_resource(obj: Any) -> ResourceCheck:
     model_kind = ModelKind(kind_text)
     if "apiVersion" not in obj:
         return ResourceCheck(kind_text, name, None, (Problem("apiVersion", "required field is missing"),))
+    too_deep = _too_deep(obj)
+    if too_deep is not None:
+        problem = Problem(
+            format_field_path(too_deep), f"nests deeper than {MAX_DEPTH} levels from the document's root"
+        )
+        return ResourceCheck(kind_text, name, None, (problem,))
     try:
         resource = RESOURCE_CLASSES[model_kind].model_validate(dict(obj))
     except ValidationError as e:
-        problems = tuple(_problem_from_error(err) for err in e.errors(include_url=False))
-        return ResourceCheck(kind_text, name, None, problems)
+        errors = e.errors(include_url=False)
+        problems = tuple(_problem_from_error(err) for err in errors[:MAX_PROBLEMS])
+        return ResourceCheck(kind_text, name, None, problems, omitted=len(errors) - len(problems))
+    except RecursionError:
+        # Only a validator that decodes a string can still get here (a JSON-string
+        # modelConfiguration nested thousands deep); whichever field it was, it is inside spec.
+        problem = Problem("spec", "holds a value nested too deeply to check")
+        return ResourceCheck(kind_text, name, None, (problem,))
     return ResourceCheck(kind_text, name, resource, tuple(check_rules(resource)))
 
 
@@ -89,7 +114,7 @@ def parse_resource(obj: dict[str, Any], *, source: str | None = None) -> ModelRe
     check = check_resource(obj)
     if check.resource is not None and check.valid:
         return check.resource
-    first, rest = check.problems[0], len(check.problems) - 1
+    first, rest = check.problems[0], len(check.problems) - 1 + check.omitted
     more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
     raise InvalidSpecError(first.rule + more, field=first.field or None, source=source)
 
@@ -110,16 +135,47 @@ def format_field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _too_deep(obj: Mapping[str, Any]) -> tuple[int | str, ...] | None:
+    """The field (two levels down at most) under which `obj` nests deeper than MAX_DEPTH, or None.
+
+    Iterative, so a hostile document cannot exhaust the stack here; a self-referencing YAML
+    alias only nests ever deeper, so it is caught too.
+    """
+    stack: list[tuple[Any, int, tuple[int | str, ...]]] = [(obj, 0, ())]
+    while stack:
+        value, depth, loc = stack.pop()
+        if depth > MAX_DEPTH:
+            return loc
+        children: Any
+        if isinstance(value, Mapping):
+            children = value.items()
+        elif isinstance(value, list | tuple):
+            children = enumerate(value)
+        else:
+            continue
+        for key, child in children:
+            if isinstance(child, Mapping | list | tuple):
+                part = key if isinstance(key, int | str) else str(key)
+                stack.append((child, depth + 1, loc if len(loc) >= 2 else (*loc, part)))
+    return None
+
+
 def _problem_from_error(err: Mapping[str, Any]) -> Problem:
     loc: tuple[int | str, ...] = tuple(err["loc"])
-    field = format_field_path(loc)
     kind = err["type"]
+    if loc and loc[-1] == _KEY_MARKER:
+        # `{1: "a"}` where a string key is required: the field is the entry, the rule its key's.
+        field = format_field_path(loc[:-1])
+        return Problem(
+            field, f"the key {loc[-2]!r} must be a string" if len(loc) > 1 else "keys must be strings"
+        )
+    field = format_field_path(loc)
     if kind == "missing":
         return Problem(field, "required field is missing")
     if kind == "extra_forbidden":
         rule = "unknown field"
         if loc and isinstance(loc[-1], str):
-            known = {n.lower(): n for n in _known_wire_names()}
+            known = _known_wire_names_by_lower()
             close = difflib.get_close_matches(loc[-1].lower(), list(known), n=1, cutoff=0.75)
             if close:
                 rule += f" (did you mean '{known[close[0]]}'?)"
@@ -151,6 +207,11 @@ def _known_wire_names() -> tuple[str, ...]:
     for cls in RESOURCE_CLASSES.values():
         walk(cls)
     return tuple(sorted(names))
+
+
+@functools.cache
+def _known_wire_names_by_lower() -> dict[str, str]:
+    return {n.lower(): n for n in _known_wire_names()}
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -150,3 +150,12 @@ def test_an_allowed_resource_is_applied():
     decisions = decide(ModelEvent(EventType.ADDED, CBM, obj), Known(), policy=policy)
     assert isinstance(decisions[0], Apply)
     assert check_admission(parse_resource(obj), policy) == []
+
+
+def test_validation_alone_refuses_a_basemodel_naming_another_namespaces_claim():
+    from modelferry.spec.parse import check_resource
+
+    check = check_resource(resource("BaseModel", "pvc://other-ns:vault/model", "/raid/models/m"))
+    assert [p.field for p in check.problems] == ["spec.storage.storageUri"]
+    assert "own namespace" in check.problems[0].rule
+    assert check_resource(resource("BaseModel", "pvc://team-a:vault/model", "/raid/models/m")).valid
