@@ -15,7 +15,7 @@ See docs/storage-uris.md for the accepted forms and the decisions behind them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -285,6 +285,9 @@ def _parse_pvc(uri: str, rest: str, *, cluster_scoped: bool) -> PvcUri:
     segments = [s for s in sub_path.split("/") if s not in ("", ".")]
     if ".." in segments:
         raise _error(uri, "the sub-path must not contain '..'")
+    if "\\" in sub_path:
+        raise _error(uri, "the sub-path must not contain backslashes (a path inside the claim uses '/')")
+    _check_name_lengths(segments, fail=lambda problem: _error(uri, f"the sub-path {problem}"))
     return PvcUri(uri=uri, namespace=namespace, claim_name=claim_text, sub_path="/".join(segments))
 
 
@@ -332,7 +335,30 @@ def _expected(uri: str, scheme: str) -> InvalidStorageUriError:
 
 
 def _error(uri: str, problem: str) -> InvalidStorageUriError:
-    return InvalidStorageUriError(f"storage URI '{uri}': {problem}")
+    return InvalidStorageUriError(f"storage URI '{_shown(uri)}': {problem}")
+
+
+_SHOWN_MAX = 200  # a message lands in the resource's status: quote enough to recognise the value
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_MAX else f"{text[:_SHOWN_MAX]}... ({len(text)} characters)"
+
+
+# Linux's NAME_MAX and PATH_MAX, the limits of every filesystem a node is likely to use; the node
+# checks its real filesystem's limits again before the first byte (modelferry.ownership).
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+def _check_name_lengths(segments: list[str], *, fail: Callable[[str], Exception]) -> None:
+    for segment in segments:
+        size = len(segment.encode())
+        if size > NAME_MAX:
+            raise fail(f"has a part of {size} bytes; a file name can have at most {NAME_MAX}")
+    total = sum(len(s.encode()) + 1 for s in segments)
+    if total >= PATH_MAX:
+        raise fail(f"is {total} bytes long; a path can have at most {PATH_MAX - 1}")
 
 
 # --- local paths -----------------------------------------------------------------------------
@@ -346,7 +372,7 @@ def validate_model_path(path: str) -> str:
     """
 
     def fail(problem: str) -> UnsafePathError:
-        return UnsafePathError(f"storage path '{path}': {problem}")
+        return UnsafePathError(f"storage path '{_shown(path)}': {problem}")
 
     if not path.startswith("/"):
         raise fail("must be absolute")
@@ -361,6 +387,7 @@ def validate_model_path(path: str) -> str:
         raise fail("must be normalised (no '//' and no trailing '/')")
     if "." in segments:
         raise fail("must be normalised (no '.' segments)")
+    _check_name_lengths(segments, fail=fail)
     return path
 
 

@@ -23,6 +23,8 @@ from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
 from tests.storage.fakes import MemoryBackend
 
+pytestmark = pytest.mark.faults
+
 MiB = 1024 * 1024
 PATH = "/raid/models/llama"
 INPUT = NodeModelInput(

@@ -20,7 +20,8 @@ one answers 401 `RepoNotFound` to everything without one.
 Faults are queued per (repo, path) and consumed one per data GET: an HTTP status (500, 429 with
 Retry-After, 404), a connection reset mid-body, a truncated body, wrong bytes, a stalled stream.
 A file can be listed yet missing, and `ignore_range` makes the Hub answer ranged GETs with the
-whole file (200), as some mirrors do. `bytes_served` counts file bytes written to clients.
+whole file (200), as some mirrors do. `bytes_served` counts file bytes written to clients;
+`bytes_per_second` paces every file response, so a test can act mid-transfer.
 Listeners bind 127.0.0.1 on free ports, run in daemon threads; `stop()` ends stalls at once.
 The HTTP side lives in `fake_hf_http.py`.
 """
@@ -115,6 +116,7 @@ class FakeHub:
         self.redirect_lfs = redirect_lfs
         self.page_size = page_size
         self.ignore_range = False  # answer every data GET with 200 and the whole file
+        self.bytes_per_second: int | None = None  # cap per file response; None: as fast as it can
         self.faults: dict[tuple[str, str], list[Fault]] = {}
         self.bytes_served = 0
         self.requests: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -255,11 +256,16 @@ class _Handler(BaseHTTPRequestHandler):
         limit = fault.after if isinstance(fault, Reset | Truncate | Stall) else len(body)
         view = memoryview(body)
         sent = 0
+        rate = self.hub.bytes_per_second
+        chunk = 16 * 1024 if rate else 256 * 1024  # small chunks when paced: a smooth byte count
+        started = time.monotonic()
         try:
             while sent < min(limit, len(body)):
-                n = self.wfile.write(view[sent : min(limit, sent + 256 * 1024)])
+                n = self.wfile.write(view[sent : min(limit, sent + chunk)])
                 sent += n
                 self.hub._count(record, n)
+                if rate:
+                    self.hub._stop.wait(max(0.0, started + sent / rate - time.monotonic()))
             self.wfile.flush()
             if isinstance(fault, Stall):
                 self.hub._stop.wait(fault.seconds)
