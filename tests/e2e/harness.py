@@ -218,8 +218,10 @@ async def running_pipeline(
     worker_mode: WorkerMode = WorkerMode.STATIC,
     start_node_workers: bool = True,
     options: PipelineOptions = FAST_OPTIONS,
+    temporal_db: Path | None = None,
 ) -> AsyncIterator[Pipeline]:
-    temporal = TemporalDevServer(ui_port=None, log_file=tmp / "temporal.log")
+    """`temporal_db`: persist Temporal's state there (a test that restarts the server needs it)."""
+    temporal = TemporalDevServer(db_file=temporal_db, ui_port=None, log_file=tmp / "temporal.log")
     temporal.start()
     try:
         await temporal.wait_ready()
