@@ -7,7 +7,7 @@ both owners named. The version directory is named by content (`layout.content_ve
 
 All transfer logic is the storage engine's (parallel, ranged, hashed while writing, resumable from
 the `.partial` files and their part checkpoints on disk). This activity adds what Temporal gives:
-heartbeats carrying a checkpoint (revision, files done, bytes per file), and a retried attempt
+heartbeats carrying a checkpoint (revision, version, bytes and files done), and a retried attempt
 pins the revision the previous attempt was fetching, so a moving branch cannot mix two revisions.
 """
 
@@ -42,7 +42,7 @@ from modelferry.layout import (
     source_identity,
     version_id_for,
 )
-from modelferry.messages import DownloadModelResult, NodeModelInput
+from modelferry.messages import DownloadModelInput, DownloadModelResult, NodeWork
 from modelferry.ownership import check_link_name, check_models_root, check_name_lengths
 from modelferry.settings import Settings
 from modelferry.storage_uri import (
@@ -60,7 +60,7 @@ class NodePlacement:
     models_root: Path  # the host path of the models root that storage.path lies below
 
 
-def node_placement(*, settings: Settings, inp: NodeModelInput) -> NodePlacement:
+def node_placement(*, settings: Settings, inp: NodeWork) -> NodePlacement:
     """Where the model goes on this node, after the path rules and the models-root rule."""
     storage_path = validate_model_path(storage_path_of(inp))
     root = check_models_root(storage_path, models_roots=admission_policy(settings).models_roots)
@@ -70,7 +70,7 @@ def node_placement(*, settings: Settings, inp: NodeModelInput) -> NodePlacement:
     )
 
 
-def admitted_uri(*, settings: Settings, inp: NodeModelInput) -> StorageUri:
+def admitted_uri(*, settings: Settings, inp: NodeWork) -> StorageUri:
     """The source URI, refused if the resource may not read it; a claim's namespace filled in."""
     uri = storage_uri_of(inp)
     if isinstance(uri, PvcUri):
@@ -124,7 +124,7 @@ def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
     return True
 
 
-def storage_uri_of(inp: NodeModelInput) -> StorageUri:
+def storage_uri_of(inp: NodeWork) -> StorageUri:
     storage = inp.spec.get("storage") or {}
     uri = storage.get("storageUri")
     if not uri:
@@ -134,7 +134,7 @@ def storage_uri_of(inp: NodeModelInput) -> StorageUri:
     )
 
 
-def storage_path_of(inp: NodeModelInput) -> str:
+def storage_path_of(inp: NodeWork) -> str:
     path = (inp.spec.get("storage") or {}).get("path")
     if not path:
         raise InvalidSpecError("is required to place the model on the node", field="spec.storage.path")
@@ -163,7 +163,7 @@ class DownloadActivities:
 
     @activity.defn(name="download_model")
     @typed_failures
-    def download_model(self, inp: NodeModelInput) -> DownloadModelResult:
+    def download_model(self, inp: DownloadModelInput) -> DownloadModelResult:
         uri = admitted_uri(settings=self._settings, inp=inp)
         placement = node_placement(settings=self._settings, inp=inp)
         layout = placement.layout
@@ -187,7 +187,7 @@ class DownloadActivities:
                     "resuming %s on %s from checkpoint: %s file(s) done, revision %s",
                     inp.ref.display(),
                     inp.node,
-                    len(checkpoint.get("files_done", [])),
+                    checkpoint.get("files_done_count", 0),
                     pinned,
                 )
             backend = open_backend(
@@ -215,7 +215,6 @@ class DownloadActivities:
                             "bytes_total": progress.bytes_total,
                             "files_done_count": progress.files_done,
                             "files_total": progress.files_total,
-                            "partial_bytes": dict(progress.partial_bytes),
                             "bytes_per_second": round(progress.bytes_per_second),
                             "eta_seconds": progress.eta_seconds,
                         }

@@ -21,7 +21,15 @@ from activities.ownership import claim_model_path, owner_for, release_model_path
 from activities.verify import verify_model_dir
 from modelferry.errors import InvalidSpecError, TemporaryError, UnsafePathError
 from modelferry.layout import ModelLayout
-from modelferry.messages import NodeModelInput, RemoveModelFilesResult, VerifyModelResult
+from modelferry.messages import (
+    ActivateModelVersionInput,
+    ActivateModelVersionResult,
+    NodeWork,
+    RemoveModelFilesInput,
+    RemoveModelFilesResult,
+    VerifyModelInput,
+    VerifyModelResult,
+)
 from modelferry.names import MANIFEST_FILE_NAME, STATE_DIR_NAME
 from modelferry.settings import Settings
 
@@ -88,19 +96,19 @@ class FilesActivities:
     def __init__(self, *, settings: Settings) -> None:
         self._settings = settings
 
-    def _layout(self, inp: NodeModelInput) -> ModelLayout:
+    def _layout(self, inp: NodeWork) -> ModelLayout:
         return node_placement(settings=self._settings, inp=inp).layout
 
     @activity.defn(name="verify_model")
     @typed_failures
-    def verify_model(self, inp: NodeModelInput) -> VerifyModelResult:
+    def verify_model(self, inp: VerifyModelInput) -> VerifyModelResult:
         version_dir = self._layout(inp).version_dir(inp.version_id)
         report = verify_model_dir(version_dir, heartbeat=activity.heartbeat)
         return VerifyModelResult(files=report.files, total_bytes=report.total_bytes)
 
     @activity.defn(name="activate_model_version")
     @typed_failures
-    def activate_model_version(self, inp: NodeModelInput) -> str:
+    def activate_model_version(self, inp: ActivateModelVersionInput) -> ActivateModelVersionResult:
         placement = node_placement(settings=self._settings, inp=inp)
         layout = placement.layout
         if not _is_complete(layout.version_dir(inp.version_id)):
@@ -114,11 +122,11 @@ class FilesActivities:
         pruned = prune_versions(layout, keep=inp.version_id)
         if pruned:
             activity.logger.info("pruned old versions of %s: %s", layout.link, pruned)
-        return inp.version_id
+        return ActivateModelVersionResult(version_id=inp.version_id, pruned=pruned)
 
     @activity.defn(name="remove_model_files")
     @typed_failures
-    def remove_model_files(self, inp: NodeModelInput) -> RemoveModelFilesResult:
+    def remove_model_files(self, inp: RemoveModelFilesInput) -> RemoveModelFilesResult:
         try:
             placement = node_placement(settings=self._settings, inp=inp)
         except (InvalidSpecError, UnsafePathError) as error:

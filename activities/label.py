@@ -15,7 +15,12 @@ from temporalio import activity
 from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
-from modelferry.messages import RemoveNodeModelStatusInput, SetNodeModelStatusInput
+from modelferry.messages import (
+    RemoveNodeModelStatusInput,
+    RemoveNodeModelStatusResult,
+    SetNodeModelStatusInput,
+    SetNodeModelStatusResult,
+)
 from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from modelferry.nodestatus import (
     NodeModelStatus,
@@ -78,7 +83,7 @@ class LabelActivities:
 
     @activity.defn(name="set_node_model_status")
     @typed_failures
-    def set_node_model_status(self, inp: SetNodeModelStatusInput) -> None:
+    def set_node_model_status(self, inp: SetNodeModelStatusInput) -> SetNodeModelStatusResult:
         status = NodeModelStatus(inp.status)
         self._update_configmap(
             inp.node,
@@ -90,10 +95,11 @@ class LabelActivities:
                 self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=status))
             except KubeNotFoundError:
                 activity.logger.info("node %s is gone; label not written", inp.node)
+        return SetNodeModelStatusResult()
 
     @activity.defn(name="remove_node_model_status")
     @typed_failures
-    def remove_node_model_status(self, inp: RemoveNodeModelStatusInput) -> None:
+    def remove_node_model_status(self, inp: RemoveNodeModelStatusInput) -> RemoveNodeModelStatusResult:
         node_exists = self._kube.node_exists(inp.node)
         # The per-node ConfigMap of a node that no longer exists goes once its last entry does.
         self._update_configmap(
@@ -104,3 +110,4 @@ class LabelActivities:
                 self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=None))
             except KubeNotFoundError:
                 pass
+        return RemoveNodeModelStatusResult()

@@ -8,7 +8,7 @@ from activities.download import storage_path_of
 from activities.errors import typed_failures
 from modelferry.errors import MetadataParseError
 from modelferry.layout import model_layout
-from modelferry.messages import NodeModelInput, ParseModelResult
+from modelferry.messages import ParseModelInput, ParseModelResult
 from modelferry.metadata import parse_model_dir
 from modelferry.settings import Settings
 
@@ -19,7 +19,7 @@ class ParseActivities:
 
     @activity.defn(name="parse_model")
     @typed_failures
-    def parse_model(self, inp: NodeModelInput) -> ParseModelResult:
+    def parse_model(self, inp: ParseModelInput) -> ParseModelResult:
         layout = model_layout(node_root=self._settings.node.root, storage_path=storage_path_of(inp))
         directory = layout.version_dir(inp.version_id) if inp.version_id else layout.link
         try:

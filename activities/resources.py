@@ -12,11 +12,16 @@ from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.lifecycle import fill_empty_spec_fields
 from modelferry.messages import (
-    ModelRefInput,
+    EnsureFinalizerInput,
+    EnsureFinalizerResult,
     PlanPlacementInput,
     PlanPlacementResult,
+    ReleaseFinalizerInput,
+    ReleaseFinalizerResult,
     WriteModelStatusInput,
+    WriteModelStatusResult,
     WriteSpecMetadataInput,
+    WriteSpecMetadataResult,
 )
 from modelferry.modelstatus import merge_transition_times, status_changed
 from modelferry.names import FINALIZER
@@ -29,7 +34,7 @@ class ResourceActivities:
     def __init__(self, *, kube: KubeClient) -> None:
         self._kube = kube
 
-    def _update_finalizers(self, inp: ModelRefInput, *, add: bool) -> bool:
+    def _update_finalizers(self, inp: EnsureFinalizerInput | ReleaseFinalizerInput, *, add: bool) -> bool:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
                 obj = self._kube.get_model(inp.ref)
@@ -54,13 +59,13 @@ class ResourceActivities:
 
     @activity.defn(name="ensure_finalizer")
     @typed_failures
-    def ensure_finalizer(self, inp: ModelRefInput) -> bool:
-        return self._update_finalizers(inp, add=True)
+    def ensure_finalizer(self, inp: EnsureFinalizerInput) -> EnsureFinalizerResult:
+        return EnsureFinalizerResult(added=self._update_finalizers(inp, add=True))
 
     @activity.defn(name="release_finalizer")
     @typed_failures
-    def release_finalizer(self, inp: ModelRefInput) -> bool:
-        return self._update_finalizers(inp, add=False)
+    def release_finalizer(self, inp: ReleaseFinalizerInput) -> ReleaseFinalizerResult:
+        return ReleaseFinalizerResult(released=self._update_finalizers(inp, add=False))
 
     @activity.defn(name="plan_placement")
     @typed_failures
@@ -87,32 +92,32 @@ class ResourceActivities:
 
     @activity.defn(name="write_spec_metadata")
     @typed_failures
-    def write_spec_metadata(self, inp: WriteSpecMetadataInput) -> bool:
+    def write_spec_metadata(self, inp: WriteSpecMetadataInput) -> WriteSpecMetadataResult:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
                 obj = self._kube.get_model(inp.ref)
             except KubeNotFoundError:
-                return False
+                return WriteSpecMetadataResult(written=False)
             fill = fill_empty_spec_fields(obj.get("spec") or {}, inp.metadata)
             if not fill:
-                return False
+                return WriteSpecMetadataResult(written=False)
             patch = {"metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}, "spec": fill}
             try:
                 self._kube.patch_model(inp.ref, patch)
-                return True
+                return WriteSpecMetadataResult(written=True)
             except KubeConflictError:
                 continue
         raise KubeConflictError(f"{inp.ref.display()}: spec metadata update kept conflicting")
 
     @activity.defn(name="write_model_status")
     @typed_failures
-    def write_model_status(self, inp: WriteModelStatusInput) -> bool:
+    def write_model_status(self, inp: WriteModelStatusInput) -> WriteModelStatusResult:
         try:
             current = self._kube.get_model(inp.ref).get("status")
         except KubeNotFoundError:
-            return False
+            return WriteModelStatusResult(written=False)
         if not status_changed(current, inp.status):
-            return False
+            return WriteModelStatusResult(written=False)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._kube.patch_model_status(inp.ref, merge_transition_times(current, inp.status, now=now))
-        return True
+        return WriteModelStatusResult(written=True)

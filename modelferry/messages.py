@@ -7,15 +7,33 @@ Secret (`storageKey`), and only the node activity that needs it reads it.
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelferry.names import ModelKind
 
 
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _Result(_Message):
+    """An activity result. Before results were models, some activities returned a bare value
+    (`true`, a version id); a history recorded then still replays: the bare value becomes
+    `_BARE_FIELD`."""
+
+    _BARE_FIELD: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bare_value(cls, data: Any) -> Any:
+        if cls._BARE_FIELD and not isinstance(data, dict):
+            return {} if data is None else {cls._BARE_FIELD: data}
+        if data is None:
+            return {}
+        return data
 
 
 class ModelRef(_Message):
@@ -78,8 +96,22 @@ class ModelWorkflowInput(_Message):
 # --- control-queue activities ----------------------------------------------------------------
 
 
-class ModelRefInput(_Message):
+class EnsureFinalizerInput(_Message):
     ref: ModelRef
+
+
+class EnsureFinalizerResult(_Result):
+    _BARE_FIELD = "added"
+    added: bool = False  # False: it was there already (or the resource is gone)
+
+
+class ReleaseFinalizerInput(_Message):
+    ref: ModelRef
+
+
+class ReleaseFinalizerResult(_Result):
+    _BARE_FIELD = "released"
+    released: bool = False
 
 
 class PlanPlacementInput(_Message):
@@ -87,7 +119,7 @@ class PlanPlacementInput(_Message):
     spec: dict[str, Any]
 
 
-class PlanPlacementResult(_Message):
+class PlanPlacementResult(_Result):
     eligible: list[str] = Field(default_factory=list)
     excluded: dict[str, str] = Field(default_factory=dict)  # node -> reason
     existing_nodes: list[str] = Field(default_factory=list)
@@ -98,9 +130,19 @@ class WriteSpecMetadataInput(_Message):
     metadata: dict[str, Any]
 
 
+class WriteSpecMetadataResult(_Result):
+    _BARE_FIELD = "written"
+    written: bool = False  # False: nothing to fill (or the resource is gone)
+
+
 class WriteModelStatusInput(_Message):
     ref: ModelRef
     status: dict[str, Any]
+
+
+class WriteModelStatusResult(_Result):
+    _BARE_FIELD = "written"
+    written: bool = False  # False: unchanged (or the resource is gone)
 
 
 class SetNodeModelStatusInput(_Message):
@@ -110,9 +152,17 @@ class SetNodeModelStatusInput(_Message):
     config: dict[str, Any] | None = None
 
 
+class SetNodeModelStatusResult(_Result):
+    pass
+
+
 class RemoveNodeModelStatusInput(_Message):
     ref: ModelRef
     node: str
+
+
+class RemoveNodeModelStatusResult(_Result):
+    pass
 
 
 class EnsureNodeWorkerInput(_Message):
@@ -121,7 +171,7 @@ class EnsureNodeWorkerInput(_Message):
     claim_name: str | None = None
 
 
-class EnsureNodeWorkerResult(_Message):
+class EnsureNodeWorkerResult(_Result):
     task_queue: str
     mode: str
     job_name: str | None = None
@@ -131,16 +181,19 @@ class EnsureNodeWorkerResult(_Message):
 # --- node-queue activities -------------------------------------------------------------------
 
 
-class NodeModelInput(_Message):
+class NodeWork(_Message):
     """What every node activity needs: which model, which spec, which node."""
 
     ref: ModelRef
     spec: dict[str, Any]
     node: str
-    version_id: str = ""
 
 
-class DownloadModelResult(_Message):
+class DownloadModelInput(NodeWork):
+    pass
+
+
+class DownloadModelResult(_Result):
     revision: str
     version_id: str
     total_bytes: int
@@ -148,18 +201,40 @@ class DownloadModelResult(_Message):
     files: int
 
 
-class VerifyModelResult(_Message):
+class VerifyModelInput(NodeWork):
+    version_id: str
+
+
+class VerifyModelResult(_Result):
     files: int
     total_bytes: int
 
 
-class ParseModelResult(_Message):
+class ActivateModelVersionInput(NodeWork):
+    version_id: str
+
+
+class ActivateModelVersionResult(_Result):
+    _BARE_FIELD = "version_id"
+    version_id: str
+    pruned: list[str] = Field(default_factory=list)  # older versions removed to keep the count
+
+
+class ParseModelInput(NodeWork):
+    version_id: str = ""
+
+
+class ParseModelResult(_Result):
     metadata: dict[str, Any] | None = None
     skipped: bool = False
     warnings: list[str] = Field(default_factory=list)
 
 
-class RemoveModelFilesResult(_Message):
+class RemoveModelFilesInput(NodeWork):
+    pass
+
+
+class RemoveModelFilesResult(_Result):
     removed: bool
     path: str
 
@@ -167,10 +242,15 @@ class RemoveModelFilesResult(_Message):
 # --- the per-node child workflow ---------------------------------------------------------------
 
 
+class NodeAction(StrEnum):
+    DELIVER = "deliver"
+    REMOVE = "remove"
+
+
 class NodeWorkflowInput(_Message):
     ref: ModelRef
     revision: ModelRevision
     node: str
-    action: str = "deliver"  # deliver | remove
+    action: NodeAction = NodeAction.DELIVER
     node_exists: bool = True
     options: PipelineOptions = Field(default_factory=PipelineOptions)

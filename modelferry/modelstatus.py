@@ -13,10 +13,12 @@ from typing import Any
 
 from modelferry.messages import NodeOutcome
 from modelferry.nodestatus import NodeModelStatus
+from modelferry.spec.status import ModelState
 
-STATE_CREATING = "Creating"
-STATE_READY = "Ready"
-STATE_FAILED = "Failed"
+# The only states written here (ModelState is the one list of spellings).
+STATE_CREATING = ModelState.CREATING.value
+STATE_READY = ModelState.READY.value
+STATE_FAILED = ModelState.FAILED.value
 
 _MAX_MESSAGE = 1024  # conditions are for humans; keep the object small
 

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from modelferry.messages import ModelRef
 from modelferry.names import CONFIGMAP_STATUS_LABEL, configmap_key, node_label_key
+from modelferry.spec.status import NodeModelStatus
 
-
-class NodeModelStatus(StrEnum):
-    READY = "Ready"
-    UPDATING = "Updating"
-    FAILED = "Failed"
-    DELETED = "Deleted"
+__all__ = ["NodeModelStatus", "entry_key", "entry_value"]
 
 
 def entry_key(ref: ModelRef) -> str:

@@ -18,13 +18,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.resources import ResourceActivities
     from modelferry.lifecycle import delivery_fingerprint
     from modelferry.messages import (
-        ModelRefInput,
+        EnsureFinalizerInput,
         ModelRevision,
         ModelWorkflowInput,
+        NodeAction,
         NodeOutcome,
         NodeWorkflowInput,
         PlanPlacementInput,
         PlanPlacementResult,
+        ReleaseFinalizerInput,
         WriteModelStatusInput,
         WriteSpecMetadataInput,
     )
@@ -92,7 +94,7 @@ class ModelWorkflow:
         self._delete = self._delete or inp.delete_requested
         self._started_for_delete = inp.delete_requested and not inp.nodes
         if not self._delete:
-            await self._best_effort(ResourceActivities.ensure_finalizer, ModelRefInput(ref=self._ref))
+            await self._best_effort(ResourceActivities.ensure_finalizer, EnsureFinalizerInput(ref=self._ref))
         control_failed = False
         while True:
             if self._delete:
@@ -184,8 +186,11 @@ class ModelWorkflow:
         await self._write_status(plan.eligible, plan)
 
         existing = set(plan.existing_nodes)
-        runs = [self._run_node(node, "deliver", revision, node_exists=True) for node in to_deliver]
-        runs += [self._run_node(node, "remove", revision, node_exists=node in existing) for node in to_remove]
+        runs = [self._run_node(node, NodeAction.DELIVER, revision, node_exists=True) for node in to_deliver]
+        runs += [
+            self._run_node(node, NodeAction.REMOVE, revision, node_exists=node in existing)
+            for node in to_remove
+        ]
         # Children run while signals keep arriving: a delete, or a revision that changes where the
         # bytes come from, cancels the in-flight node work instead of waiting hours for it.
         batch = asyncio.ensure_future(asyncio.gather(*runs))
@@ -210,7 +215,7 @@ class ModelWorkflow:
         return self._revision is not None and delivery_fingerprint(self._revision.spec) != fingerprint
 
     async def _run_node(
-        self, node: str, action: str, revision: ModelRevision, *, node_exists: bool
+        self, node: str, action: NodeAction, revision: ModelRevision, *, node_exists: bool
     ) -> NodeOutcome:
         try:
             return await workflow.execute_child_workflow(
@@ -308,7 +313,7 @@ class ModelWorkflow:
             # A cleanup-only run does not know where the model went: sweep every node.
             nodes = sorted(existing)
         await asyncio.gather(
-            *(self._run_node(n, "remove", revision, node_exists=n in existing) for n in nodes)
+            *(self._run_node(n, NodeAction.REMOVE, revision, node_exists=n in existing) for n in nodes)
         )
         self._nodes.clear()
-        await self._control(ResourceActivities.release_finalizer, ModelRefInput(ref=self._ref))
+        await self._control(ResourceActivities.release_finalizer, ReleaseFinalizerInput(ref=self._ref))

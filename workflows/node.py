@@ -22,13 +22,18 @@ with workflow.unsafe.imports_passed_through():
     from modelferry.errors import InvalidSpecError
     from modelferry.lifecycle import delivery_fingerprint, spec_metadata
     from modelferry.messages import (
+        ActivateModelVersionInput,
+        DownloadModelInput,
         EnsureNodeWorkerInput,
-        NodeModelInput,
+        NodeAction,
         NodeOutcome,
         NodeWorkflowInput,
+        ParseModelInput,
         ParseModelResult,
+        RemoveModelFilesInput,
         RemoveNodeModelStatusInput,
         SetNodeModelStatusInput,
+        VerifyModelInput,
     )
     from modelferry.names import CONTROL_TASK_QUEUE, SKIP_CONFIG_PARSING_ANNOTATIONS
     from modelferry.nodestatus import NodeModelStatus
@@ -58,7 +63,7 @@ def skip_config_parsing(annotations: dict[str, str]) -> bool:
 class NodeWorkflow:
     @workflow.run
     async def run(self, inp: NodeWorkflowInput) -> NodeOutcome:
-        if inp.action == "remove":
+        if inp.action == NodeAction.REMOVE:
             return await self._remove(inp)
         return await self._deliver(inp)
 
@@ -89,22 +94,22 @@ class NodeWorkflow:
         fingerprint = delivery_fingerprint(spec)
         schedule_to_start = timedelta(seconds=inp.options.node_schedule_to_start_seconds)
         await self._label(inp, NodeModelStatus.UPDATING)
-        node_input = NodeModelInput(ref=inp.ref, spec=spec, node=inp.node)
+        work = {"ref": inp.ref, "spec": spec, "node": inp.node}
         try:
             queue = await self._ensure_worker(inp)
             downloaded = await workflow.execute_activity_method(
                 DownloadActivities.download_model,
-                node_input,
+                DownloadModelInput(**work),
                 task_queue=queue,
                 schedule_to_start_timeout=schedule_to_start,
                 start_to_close_timeout=timedelta(seconds=inp.options.download_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=inp.options.download_heartbeat_seconds),
                 retry_policy=DOWNLOAD_RETRY,
             )
-            node_input = node_input.model_copy(update={"version_id": downloaded.version_id})
+            version = downloaded.version_id
             await workflow.execute_activity_method(
                 FilesActivities.verify_model,
-                node_input,
+                VerifyModelInput(**work, version_id=version),
                 task_queue=queue,
                 schedule_to_start_timeout=schedule_to_start,
                 start_to_close_timeout=VERIFY_TIMEOUT,
@@ -113,7 +118,7 @@ class NodeWorkflow:
             )
             await workflow.execute_activity_method(
                 FilesActivities.activate_model_version,
-                node_input,
+                ActivateModelVersionInput(**work, version_id=version),
                 task_queue=queue,
                 schedule_to_start_timeout=schedule_to_start,
                 start_to_close_timeout=FILES_TIMEOUT,
@@ -124,7 +129,7 @@ class NodeWorkflow:
             else:
                 parsed = await workflow.execute_activity_method(
                     ParseActivities.parse_model,
-                    node_input,
+                    ParseModelInput(**work, version_id=version),
                     task_queue=queue,
                     schedule_to_start_timeout=schedule_to_start,
                     start_to_close_timeout=PARSE_TIMEOUT,
@@ -162,7 +167,7 @@ class NodeWorkflow:
                 queue = await self._ensure_worker(inp)
                 result = await workflow.execute_activity_method(
                     FilesActivities.remove_model_files,
-                    NodeModelInput(ref=inp.ref, spec=inp.revision.spec, node=inp.node),
+                    RemoveModelFilesInput(ref=inp.ref, spec=inp.revision.spec, node=inp.node),
                     task_queue=queue,
                     schedule_to_start_timeout=timedelta(seconds=inp.options.node_schedule_to_start_seconds),
                     start_to_close_timeout=FILES_TIMEOUT,

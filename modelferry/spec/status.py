@@ -1,9 +1,10 @@
 """Status of a model resource and the state values other layers write.
 
-`ModelState` keeps OME's `LifeCycleState` spellings (`In_Transit`, `In_Training`) and adds the two
-states this project needs while a change or a deletion is rolling out over the nodes (`Updating`,
-`Deleting`). OME's own CRD does not list those two, so a cluster running OME's CRD instead of
-ours refuses them; `deploy/crd/` lists all of them.
+`ModelState` keeps OME's `LifeCycleState` spellings (`In_Transit`, `In_Training`). modelferry writes
+only `Creating`, `Ready` and `Failed` (`modelferry.modelstatus`), which OME's CRD accepts too;
+`Updating` and `Deleting` are accepted by our CRD (`deploy/crd/`) so objects other tools wrote
+with them stay valid, but nothing here writes them: a deletion in progress is the `Ready`
+condition's reason `Deleting`.
 
 `NodeModelStatus` is the per-node value written into the node's ConfigMap entry and node label,
 in OME's spelling.

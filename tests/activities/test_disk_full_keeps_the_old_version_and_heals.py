@@ -18,7 +18,12 @@ import activities.download as download_module
 from activities.download import DownloadActivities
 from activities.files import FilesActivities
 from activities.storage.diskspace import RESERVE_BYTES
-from modelferry.messages import ModelRef, NodeModelInput
+from modelferry.messages import (
+    ActivateModelVersionInput,
+    DownloadModelInput,
+    ModelRef,
+    VerifyModelInput,
+)
 from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
 from tests.storage.fakes import MemoryBackend
@@ -27,7 +32,7 @@ pytestmark = pytest.mark.faults
 
 MiB = 1024 * 1024
 PATH = "/raid/models/llama"
-INPUT = NodeModelInput(
+INPUT = DownloadModelInput(
     ref=ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name="llama", uid="u1"),
     spec={"storage": {"storageUri": "s3://weights/llama", "path": PATH}},
     node="node-1",
@@ -67,10 +72,10 @@ def source(monkeypatch) -> dict[str, MemoryBackend]:
 def deliver(settings: Settings) -> str:
     env = ActivityEnvironment()
     downloaded = env.run(DownloadActivities(settings=settings, secrets=None).download_model, INPUT)
-    inp = INPUT.model_copy(update={"version_id": downloaded.version_id})
+    work = {"ref": INPUT.ref, "spec": INPUT.spec, "node": INPUT.node, "version_id": downloaded.version_id}
     files = FilesActivities(settings=settings)
-    env.run(files.verify_model, inp)
-    return env.run(files.activate_model_version, inp)
+    env.run(files.verify_model, VerifyModelInput(**work))
+    return env.run(files.activate_model_version, ActivateModelVersionInput(**work)).version_id
 
 
 def served(settings: Settings) -> bytes:

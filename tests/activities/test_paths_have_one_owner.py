@@ -20,7 +20,13 @@ from activities.files import FilesActivities
 from activities.ownership import claim_model_path, owner_for
 from modelferry.errors import PathOwnedByAnotherModelError
 from modelferry.layout import model_layout
-from modelferry.messages import ModelRef, NodeModelInput
+from modelferry.messages import (
+    ActivateModelVersionInput,
+    DownloadModelInput,
+    ModelRef,
+    RemoveModelFilesInput,
+    VerifyModelInput,
+)
 from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
 
@@ -39,26 +45,27 @@ def node(tmp_path: Path) -> Settings:
     )
 
 
-def model(name: str, path: str, *, source: str = "alpha", uid: str | None = None) -> NodeModelInput:
+def model(name: str, path: str, *, source: str = "alpha", uid: str | None = None) -> DownloadModelInput:
     ref = ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name=name, uid=uid or f"uid-{name}")
     spec = {"storage": {"storageUri": f"pvc://ome:models/{source}", "path": path}}
-    return NodeModelInput(ref=ref, spec=spec, node="node-1")
+    return DownloadModelInput(ref=ref, spec=spec, node="node-1")
 
 
-def deliver(settings: Settings, inp: NodeModelInput) -> str:
+def deliver(settings: Settings, inp: DownloadModelInput) -> str:
     env = ActivityEnvironment()
     downloaded = env.run(DownloadActivities(settings=settings, secrets=None).download_model, inp)
-    inp = inp.model_copy(update={"version_id": downloaded.version_id})
+    work = {"ref": inp.ref, "spec": inp.spec, "node": inp.node, "version_id": downloaded.version_id}
     files = FilesActivities(settings=settings)
-    env.run(files.verify_model, inp)
-    return env.run(files.activate_model_version, inp)
+    env.run(files.verify_model, VerifyModelInput(**work))
+    return env.run(files.activate_model_version, ActivateModelVersionInput(**work)).version_id
 
 
-def remove(settings: Settings, inp: NodeModelInput) -> bool:
-    return ActivityEnvironment().run(FilesActivities(settings=settings).remove_model_files, inp).removed
+def remove(settings: Settings, inp: DownloadModelInput) -> bool:
+    removal = RemoveModelFilesInput(ref=inp.ref, spec=inp.spec, node=inp.node)
+    return ActivityEnvironment().run(FilesActivities(settings=settings).remove_model_files, removal).removed
 
 
-def refused(settings: Settings, inp: NodeModelInput) -> ApplicationError:
+def refused(settings: Settings, inp: DownloadModelInput) -> ApplicationError:
     with pytest.raises(ApplicationError) as caught:
         deliver(settings, inp)
     return caught.value
@@ -184,7 +191,7 @@ def test_two_models_racing_for_one_path_never_both_win(node):
 def test_a_namespaced_model_is_refused_another_namespaces_claim_on_the_node(node):
     ref = ModelRef(kind=ModelKind.BASE_MODEL, namespace="team-a", name="thief", uid="u")
     spec = {"storage": {"storageUri": "pvc://ome:models/alpha", "path": "/raid/models/thief"}}
-    error = refused(node, NodeModelInput(ref=ref, spec=spec, node="node-1"))
+    error = refused(node, DownloadModelInput(ref=ref, spec=spec, node="node-1"))
     assert error.type == "TenancyError" and "team-a" in error.message
     assert not host(node, "/raid/models/thief").exists()
 
@@ -195,7 +202,7 @@ def test_a_namespaced_models_own_claim_is_found_under_its_namespace(node, tmp_pa
     )
     ref = ModelRef(kind=ModelKind.BASE_MODEL, namespace="team-a", name="own", uid="u")
     spec = {"storage": {"storageUri": "pvc://models/alpha", "path": "/raid/models/team-a/own"}}
-    deliver(settings, NodeModelInput(ref=ref, spec=spec, node="node-1"))
+    deliver(settings, DownloadModelInput(ref=ref, spec=spec, node="node-1"))
     assert (host(settings, "/raid/models/team-a/own") / "weights.bin").read_bytes() == b"alpha" * 1000
 
 
@@ -205,7 +212,7 @@ def test_a_bare_mount_name_never_serves_a_namespaced_claim(node, tmp_path):
     )
     ref = ModelRef(kind=ModelKind.BASE_MODEL, namespace="team-b", name="other", uid="u")
     spec = {"storage": {"storageUri": "pvc://models/alpha", "path": "/raid/models/other"}}
-    error = refused(settings, NodeModelInput(ref=ref, spec=spec, node="node-1"))
+    error = refused(settings, DownloadModelInput(ref=ref, spec=spec, node="node-1"))
     assert error.type == "SourceNotFoundError" and "team-b:models is not mounted" in error.message
 
 

@@ -19,18 +19,23 @@ from temporalio.worker import Worker
 
 from modelferry.dev.temporal_server import TemporalDevServer
 from modelferry.messages import (
+    ActivateModelVersionInput,
+    ActivateModelVersionResult,
+    DownloadModelInput,
     DownloadModelResult,
     EnsureNodeWorkerInput,
     EnsureNodeWorkerResult,
     ModelRef,
     ModelRevision,
     ModelWorkflowInput,
-    NodeModelInput,
+    ParseModelInput,
     ParseModelResult,
     PipelineOptions,
     PlanPlacementInput,
     PlanPlacementResult,
+    RemoveModelFilesInput,
     RemoveModelFilesResult,
+    VerifyModelInput,
     VerifyModelResult,
     WriteModelStatusInput,
 )
@@ -100,7 +105,7 @@ class StandIns:
 
     def node(self, name: str) -> list:
         @activity.defn(name="download_model")
-        def download_model(inp: NodeModelInput) -> DownloadModelResult:
+        def download_model(inp: DownloadModelInput) -> DownloadModelResult:
             assert inp.node == name, "node work reached another node's worker"
             self.downloads.append(name)
             if name == self.fail_download_on:
@@ -112,19 +117,19 @@ class StandIns:
             )
 
         @activity.defn(name="verify_model")
-        def verify_model(_: NodeModelInput) -> VerifyModelResult:
+        def verify_model(_: VerifyModelInput) -> VerifyModelResult:
             return VerifyModelResult(files=1, total_bytes=10)
 
         @activity.defn(name="activate_model_version")
-        def activate_model_version(inp: NodeModelInput) -> str:
-            return inp.version_id
+        def activate_model_version(inp: ActivateModelVersionInput) -> ActivateModelVersionResult:
+            return ActivateModelVersionResult(version_id=inp.version_id)
 
         @activity.defn(name="parse_model")
-        def parse_model(_: NodeModelInput) -> ParseModelResult:
+        def parse_model(_: ParseModelInput) -> ParseModelResult:
             return ParseModelResult(metadata={"modelType": "llama"})
 
         @activity.defn(name="remove_model_files")
-        def remove_model_files(_: NodeModelInput) -> RemoveModelFilesResult:
+        def remove_model_files(_: RemoveModelFilesInput) -> RemoveModelFilesResult:
             return RemoveModelFilesResult(removed=True, path="/x")
 
         return [download_model, verify_model, activate_model_version, parse_model, remove_model_files]
