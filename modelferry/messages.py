@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelferry.names import ModelKind
+from modelferry.names import ModelKey, ModelKind
 
 
 class _Message(BaseModel):
@@ -43,6 +43,10 @@ class ModelRef(_Message):
     name: str
     namespace: str | None = None
     uid: str = ""
+
+    @property
+    def key(self) -> ModelKey:
+        return (self.kind, self.namespace if self.kind.namespaced else None, self.name)
 
     def display(self) -> str:
         if self.namespace and self.kind.namespaced:

@@ -29,6 +29,20 @@ class ModelKind(StrEnum):
         return self is ModelKind.BASE_MODEL
 
 
+# --- the keys of one model ---------------------------------------------------------------------
+#
+# A model resource is named four ways, each for a different job:
+# - `ModelKey` (kind, namespace or None, name): the resource by name, as the watcher keys what it
+#   knows and orders events (one queue per key). A name can be deleted and re-created.
+# - `messages.ModelRef` (kind, namespace, name, uid): the resource's identity in every message;
+#   the uid tells a re-created resource from the old one. `ref.key` is its ModelKey.
+# - the workflow ID (`model_workflow_id`): the durable workflow per name, so signal-with-start is
+#   idempotent across watcher restarts.
+# - `watcher.informer.StoreKey` (namespace or "", name): any object in one informer's cache
+#   (models and Nodes alike); it knows nothing of kinds.
+ModelKey = tuple[ModelKind, str | None, str]
+
+
 PLURALS: dict[ModelKind, str] = {
     ModelKind.BASE_MODEL: "basemodels",
     ModelKind.CLUSTER_BASE_MODEL: "clusterbasemodels",

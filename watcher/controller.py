@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from modelferry.admission import AdmissionPolicy
-from modelferry.names import ModelKind
+from modelferry.names import ModelKey, ModelKind
 from watcher.act import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -49,7 +49,8 @@ from watcher.kube import NODES, model_resource
 
 log = logging.getLogger(__name__)
 
-QueueKey = tuple[Any, ...]
+# Events for one model (by ModelKey) or one node (by name) are handled in order, one at a time.
+QueueKey = ModelKey | str
 
 
 class Controller:
@@ -122,14 +123,14 @@ class Controller:
     def _model_handler(self, kind: ModelKind) -> Callable[[EventType, dict[str, Any]], None]:
         def handle(event_type: EventType, obj: dict[str, Any]) -> None:
             event = ModelEvent(event_type, kind, obj)
-            self._enqueue(("model", *event.key), event)
+            self._enqueue(event.key, event)
 
         return handle
 
     def _on_node(self, event_type: EventType, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         event = NodeEvent(event_type, str(meta.get("name", "")), dict(meta.get("labels") or {}))
-        self._enqueue(("node", event.name), event)
+        self._enqueue(event.name, event)
 
     def _enqueue(self, key: QueueKey, event: Event) -> None:
         queue = self._queues.get(key)

@@ -38,7 +38,7 @@ from typing import Any
 from modelferry.admission import AdmissionPolicy, check_admission
 from modelferry.errors import InvalidSpecError
 from modelferry.messages import ModelRef, ModelRevision
-from modelferry.names import FINALIZER, ModelKind
+from modelferry.names import FINALIZER, ModelKey, ModelKind
 from modelferry.placement import evaluate_placement
 from modelferry.spec.affinity import NodeAffinity
 from modelferry.spec.parse import parse_resource
@@ -54,7 +54,6 @@ class EventType(StrEnum):
     RESYNC = "RESYNC"  # the informer re-delivering an object it already delivered
 
 
-ModelKey = tuple[ModelKind, str | None, str]  # (kind, namespace, name); namespace None when cluster-scoped
 
 
 def model_key(kind: ModelKind, obj: Mapping[str, Any]) -> ModelKey:
