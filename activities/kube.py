@@ -1,22 +1,31 @@
 """The one module of the activities layer that talks to the Kubernetes API.
 
-It wraps the official client and maps `ApiException` to our typed errors (`KubeNotFoundError`,
-`KubeConflictError`, ...), so nothing above it sees the client's types. Objects cross this
-boundary as plain JSON dicts.
+It wraps the official client so nothing above it sees the client's types: objects cross this
+boundary as plain JSON dicts, failures as our typed errors (`KubeNotFoundError`,
+`KubeConflictError`, ...). Loading the client, the timeouts on every call and the mapping of
+errors are shared with the watcher's client and live in `modelferry.kubeclient`. Nodes are read
+as metadata only (PartialObjectMetadata) where names and labels are all a caller needs.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from kubernetes import client, config
-from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from kubernetes import client
 
-from modelferry.errors import KubeError, KubeNotFoundError, KubeUnavailableError, kube_error_for_status
+from modelferry.errors import KubeNotFoundError
+from modelferry.kubeclient import (
+    METADATA_ACCEPT,
+    METADATA_LIST_ACCEPT,
+    TIMEOUTS,
+    Timeouts,
+    get_json,
+    kube_errors,
+    load_api_client,
+)
 from modelferry.messages import ModelRef
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 from modelferry.settings import KubeSettings
@@ -24,148 +33,215 @@ from modelferry.settings import KubeSettings
 T = TypeVar("T")
 
 
-def _map_api_exception(e: ApiException) -> KubeError:
-    return kube_error_for_status(e.status, f"Kubernetes API {e.status} {e.reason}: {(e.body or '')[:300]!s}")
-
-
-def _mapped(fn: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as e:
-            raise _map_api_exception(e) from None
-        except (Urllib3HTTPError, OSError) as e:
-            raise KubeUnavailableError(f"Kubernetes API unreachable: {e}") from None
-
-    return wrapper
-
-
-def load_api_client(settings: KubeSettings) -> client.ApiClient:
-    if settings.kubeconfig is not None:
-        return config.new_client_from_config(config_file=str(settings.kubeconfig))
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+def _describe(ref: ModelRef) -> str:
+    return f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
 
 
 class KubeClient:
-    """The calls the activities need, as plain dicts, with typed errors."""
+    """The calls the activities need, as plain dicts, with typed errors; `timeouts` bounds each."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, *, timeouts: Timeouts = TIMEOUTS) -> None:
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._batch = client.BatchV1Api(api_client)
+        self._timeouts = timeouts
 
     @classmethod
     def from_settings(cls, settings: KubeSettings) -> KubeClient:
         return cls(load_api_client(settings))
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A generated-API call with the timeouts, its failures typed."""
+        with kube_errors(what):
+            return fn(*args, _request_timeout=self._timeouts.request(), **kwargs)
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return self._api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
 
     # --- model resources ------------------------------------------------------------------
 
-    @_mapped
     def get_model(self, ref: ModelRef) -> dict[str, Any]:
         kind = ModelKind(ref.kind)
+        what = f"get {_describe(ref)}"
         if kind.namespaced:
-            return self._custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-                API_GROUP, API_VERSION, ref.namespace, kind.plural, ref.name
+            return self._call(
+                what,
+                self._custom.get_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                ref.namespace,
+                kind.plural,
+                ref.name,
             )
-        return self._custom.get_cluster_custom_object(  # type: ignore[no-any-return]
-            API_GROUP, API_VERSION, kind.plural, ref.name
+        return self._call(
+            what, self._custom.get_cluster_custom_object, API_GROUP, API_VERSION, kind.plural, ref.name
         )
 
-    @_mapped
+    def create_model(self, ref: ModelRef, body: Mapping[str, Any]) -> dict[str, Any]:
+        kind = ModelKind(ref.kind)
+        what = f"create {_describe(ref)}"
+        if kind.namespaced:
+            return self._call(
+                what,
+                self._custom.create_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                ref.namespace,
+                kind.plural,
+                dict(body),
+            )
+        return self._call(
+            what, self._custom.create_cluster_custom_object, API_GROUP, API_VERSION, kind.plural, dict(body)
+        )
+
     def patch_model(self, ref: ModelRef, patch: Mapping[str, Any]) -> dict[str, Any]:
         """JSON merge patch; include metadata.resourceVersion for optimistic concurrency."""
         kind = ModelKind(ref.kind)
+        what = f"patch {_describe(ref)}"
         if kind.namespaced:
-            return self._custom.patch_namespaced_custom_object(  # type: ignore[no-any-return]
-                API_GROUP, API_VERSION, ref.namespace, kind.plural, ref.name, dict(patch)
+            return self._call(
+                what,
+                self._custom.patch_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                ref.namespace,
+                kind.plural,
+                ref.name,
+                dict(patch),
             )
-        return self._custom.patch_cluster_custom_object(  # type: ignore[no-any-return]
-            API_GROUP, API_VERSION, kind.plural, ref.name, dict(patch)
+        return self._call(
+            what,
+            self._custom.patch_cluster_custom_object,
+            API_GROUP,
+            API_VERSION,
+            kind.plural,
+            ref.name,
+            dict(patch),
         )
 
-    @_mapped
     def patch_model_status(self, ref: ModelRef, status: Mapping[str, Any]) -> dict[str, Any]:
         kind = ModelKind(ref.kind)
+        what = f"patch {_describe(ref)} status"
         body = {"status": dict(status)}
         if kind.namespaced:
-            return self._custom.patch_namespaced_custom_object_status(  # type: ignore[no-any-return]
-                API_GROUP, API_VERSION, ref.namespace, kind.plural, ref.name, body
+            return self._call(
+                what,
+                self._custom.patch_namespaced_custom_object_status,
+                API_GROUP,
+                API_VERSION,
+                ref.namespace,
+                kind.plural,
+                ref.name,
+                body,
             )
-        return self._custom.patch_cluster_custom_object_status(  # type: ignore[no-any-return]
-            API_GROUP, API_VERSION, kind.plural, ref.name, body
+        return self._call(
+            what,
+            self._custom.patch_cluster_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            kind.plural,
+            ref.name,
+            body,
         )
 
     # --- nodes ------------------------------------------------------------------------------
 
-    @_mapped
     def list_nodes(self) -> list[tuple[str, dict[str, str]]]:
-        return [(n.metadata.name, dict(n.metadata.labels or {})) for n in self._core.list_node().items]
+        """Every Node's name and labels (read as metadata only)."""
+        listing = get_json(
+            self._api,
+            "/api/v1/nodes",
+            what="list nodes",
+            accept=METADATA_LIST_ACCEPT,
+            timeout=self._timeouts.request(),
+        )
+        items = listing.get("items") or []
+        return [
+            (str(meta.get("name", "")), dict(meta.get("labels") or {}))
+            for meta in (item.get("metadata") or {} for item in items)
+        ]
 
     def node_exists(self, name: str) -> bool:
         try:
-            self.get_node(name)
-            return True
+            get_json(
+                self._api,
+                f"/api/v1/nodes/{quote(name, safe='')}",
+                what=f"get node {name} metadata",
+                accept=METADATA_ACCEPT,
+                timeout=self._timeouts.request(),
+            )
         except KubeNotFoundError:
             return False
+        return True
 
-    @_mapped
     def get_node(self, name: str) -> dict[str, Any]:
-        return self._plain(self._core.read_node(name))
+        return self._plain(self._call(f"get node {name}", self._core.read_node, name))
 
-    @_mapped
     def patch_node(self, name: str, patch: Mapping[str, Any]) -> None:
-        self._core.patch_node(name, dict(patch))
+        self._call(f"patch node {name}", self._core.patch_node, name, dict(patch))
 
     # --- configmaps and secrets -----------------------------------------------------------
 
-    @_mapped
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._plain(self._core.read_namespaced_config_map(name, namespace))
+        return self._plain(
+            self._call(
+                f"get configmap {namespace}/{name}", self._core.read_namespaced_config_map, name, namespace
+            )
+        )
 
-    @_mapped
     def create_configmap(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._plain(self._core.create_namespaced_config_map(namespace, dict(body)))
+        what = f"create configmap {namespace}/{body.get('metadata', {}).get('name')}"
+        return self._plain(self._call(what, self._core.create_namespaced_config_map, namespace, dict(body)))
 
-    @_mapped
     def replace_configmap(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Fails with KubeConflictError when body's resourceVersion is stale."""
-        return self._plain(self._core.replace_namespaced_config_map(name, namespace, dict(body)))
+        return self._plain(
+            self._call(
+                f"replace configmap {namespace}/{name}",
+                self._core.replace_namespaced_config_map,
+                name,
+                namespace,
+                dict(body),
+            )
+        )
 
-    @_mapped
     def delete_configmap(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
         preconditions = (
             client.V1Preconditions(resource_version=resource_version) if resource_version else None
         )
-        self._core.delete_namespaced_config_map(
-            name, namespace, body=client.V1DeleteOptions(preconditions=preconditions)
+        self._call(
+            f"delete configmap {namespace}/{name}",
+            self._core.delete_namespaced_config_map,
+            name,
+            namespace,
+            body=client.V1DeleteOptions(preconditions=preconditions),
         )
 
-    @_mapped
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        secret = self._core.read_namespaced_secret(name, namespace)
+        secret = self._call(
+            f"read secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+        )
         out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.data or {}).items()}
         out.update(secret.string_data or {})
         return out
 
     # --- jobs -------------------------------------------------------------------------------
 
-    @_mapped
     def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._plain(self._batch.read_namespaced_job(name, namespace))
+        return self._plain(
+            self._call(f"get job {namespace}/{name}", self._batch.read_namespaced_job, name, namespace)
+        )
 
-    @_mapped
     def create_job(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._plain(self._batch.create_namespaced_job(namespace, dict(body)))
+        what = f"create job {namespace}/{body.get('metadata', {}).get('name')}"
+        return self._plain(self._call(what, self._batch.create_namespaced_job, namespace, dict(body)))
 
-    @_mapped
     def delete_job(self, namespace: str, name: str) -> None:
-        self._batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        self._call(
+            f"delete job {namespace}/{name}",
+            self._batch.delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
+        )

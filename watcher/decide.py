@@ -54,8 +54,6 @@ class EventType(StrEnum):
     RESYNC = "RESYNC"  # the informer re-delivering an object it already delivered
 
 
-
-
 def model_key(kind: ModelKind, obj: Mapping[str, Any]) -> ModelKey:
     meta = _metadata(obj)
     namespace = meta.get("namespace")

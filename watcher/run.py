@@ -55,7 +55,7 @@ async def run_watcher(
     """Watch BaseModel, ClusterBaseModel, FineTunedWeight and Nodes and drive `gateway` until
     `stop` is set.
 
-    - `api_client`: a `kubernetes.client.ApiClient` (e.g. `kubernetes.config.new_client_from_config`).
+    - `api_client`: a `kubernetes.client.ApiClient` (`modelferry.kubeclient.load_api_client`).
     - `identity`: this replica's name in the Lease (the pod name in a cluster).
     - `leader_election`: with several replicas, only the Lease holder in `agent_namespace` acts;
       False runs unconditionally (one replica, or local development).

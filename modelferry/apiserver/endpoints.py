@@ -61,6 +61,9 @@ class WatchStream:
     as_table: bool
     include_object: str
     error: dict[str, Any] | None = None  # a Status to send as the one ERROR event (410 Gone)
+    # Accept asked for meta.k8s.io's PartialObjectMetadata: each event's object (bookmarks too)
+    # carries only apiVersion, kind and metadata; ERROR events keep their Status.
+    as_partial_metadata: bool = False
 
 
 def _decode(body: bytes, content_type: str) -> Any:
@@ -225,6 +228,7 @@ class ApiEndpoints:
             timeout=float(_int_param(q, "timeoutSeconds", int(DEFAULT_WATCH_TIMEOUT))),
             bookmarks=_flag(q, "allowWatchBookmarks"),
             as_table=tables.requested_view(req.accept) == "Table",
+            as_partial_metadata=tables.requested_view(req.accept) == "PartialObjectMetadata",
             include_object=q.get("includeObject", ""),
         )
         matcher = self._matcher(req, rt, route)

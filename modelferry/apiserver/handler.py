@@ -190,12 +190,10 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                     meta: dict[str, Any] = {"resourceVersion": str(item.rv)}
                     if item.initial_events_end:
                         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-                    self._chunk(
-                        {
-                            "type": "BOOKMARK",
-                            "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta},
-                        }
-                    )
+                    bookmark = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+                    if ws.as_partial_metadata:
+                        bookmark = tables.partial_metadata(bookmark)
+                    self._chunk({"type": "BOOKMARK", "object": bookmark})
             elif (seen := ws.watcher.translate(item)) is not None:
                 event_type, obj = seen[0], present(rt, seen[1])
                 if ws.as_table:
@@ -205,6 +203,8 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                         list_meta={"resourceVersion": obj["metadata"]["resourceVersion"]},
                         include_object=ws.include_object,
                     )
+                elif ws.as_partial_metadata:
+                    obj = tables.partial_metadata(obj)
                 self._chunk({"type": event_type, "object": obj})
         return True
 

@@ -18,8 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {"modelferry/cli.py", "modelferry/runtime.py"}
 ENTRY_PACKAGES = ("modelferry/commands/", "modelferry/dev/")
-# Test fixtures the embedded API server ships for other test tiers: they drive it with the client.
-ALLOWED = {("modelferry/apiserver/testing.py", "kubernetes")}
+ALLOWED = {
+    # Test fixtures the embedded API server ships for other test tiers: they drive it with the client.
+    ("modelferry/apiserver/testing.py", "kubernetes"),
+    # What the two thin client modules (watcher/kube.py, activities/kube.py) share: loading the
+    # client, its timeouts and the one mapping of its errors.
+    ("modelferry/kubeclient.py", "kubernetes"),
+}
 
 FORBIDDEN = {
     "modelferry": {"activities", "workflows", "watcher", "kubernetes", "temporalio"},
