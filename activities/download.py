@@ -22,6 +22,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
+from activities import node_options
 from activities.errors import typed_failures
 from activities.heartbeat import Heartbeater, last_checkpoint
 from activities.ownership import claim_model_path, name_limits, owner_for
@@ -147,19 +148,10 @@ class DownloadActivities:
         self._secrets = secrets
 
     def download_options(self) -> DownloadOptions:
-        d = self._settings.download
-        return DownloadOptions(
-            concurrency=d.concurrency,
-            multipart_concurrency=d.multipart_concurrency,
-            retries=d.download_retry,
-            stall_timeout=d.stall_timeout,
-        )
+        return node_options.download_options(self._settings)
 
     def backend_settings(self) -> BackendSettings:
-        return BackendSettings(
-            hf_endpoint=self._settings.node.hf_endpoint,
-            pvc_mounts={k: Path(v) for k, v in self._settings.node.pvc_mounts.items()},
-        )
+        return node_options.backend_settings(self._settings)
 
     @activity.defn(name="download_model")
     @typed_failures

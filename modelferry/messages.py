@@ -78,7 +78,11 @@ class NodeOutcome(_Message):
 
 
 class PipelineOptions(_Message):
-    """Timeouts the watcher's settings hand to the workflows (no secrets)."""
+    """Timeouts the watcher's settings hand to the workflows (no secrets).
+
+    Entry points build it only with `modelferry.options.pipeline_options`, and a running workflow
+    adopts the watcher's (signal `apply_options`). These defaults equal the settings' (tested).
+    """
 
     node_schedule_to_start_seconds: float = 600.0
     download_timeout_seconds: float = 48 * 3600.0

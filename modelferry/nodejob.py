@@ -40,6 +40,15 @@ def worker_job_name(*, node: str, claim_namespace: str | None = None, claim_name
     return _dns_name("modelferry-worker", node)
 
 
+def download_args(settings: Settings) -> list[str]:
+    """Every `download` setting as its `modelferry worker` flag: the controller's download settings
+    travel with the Job, so one config governs both, and a new setting cannot be left behind."""
+    args: list[str] = []
+    for name, value in settings.download.model_dump().items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
 def build_worker_job(
     *, settings: Settings, node: str, namespace: str, claim_name: str | None = None
 ) -> dict[str, Any]:
@@ -55,15 +64,7 @@ def build_worker_job(
         queue,
         "--idle-exit",
         str(int(settings.worker.idle_exit_seconds)),
-        # The controller's download settings travel with the Job, so one config governs both.
-        "--concurrency",
-        str(settings.download.concurrency),
-        "--multipart-concurrency",
-        str(settings.download.multipart_concurrency),
-        "--download-retry",
-        str(settings.download.download_retry),
-        "--num-download-worker",
-        str(settings.download.num_download_worker),
+        *download_args(settings),
     ]
     # The node applies the controller's admission policy again (defence in depth).
     for root in settings.policy.models_roots:

@@ -67,11 +67,41 @@ class NodeSettings(_Section):
 
 
 class DownloadSettings(_Section):
-    concurrency: int = 4
-    multipart_concurrency: int = 4
-    download_retry: int = 5
-    num_download_worker: int = 2
-    stall_timeout: float = 60.0
+    """The node worker's transfer knobs: the storage engine's and the backends' (`modelferry worker`
+    and `modelferry pull` hand them on through `activities.node_options`).
+
+    Every field travels to a Job-mode worker as the `modelferry worker` flag of the same name
+    (`modelferry.nodejob`), so the controller's config governs the Jobs it creates.
+    """
+
+    concurrency: int = 4  # files of one model in flight
+    multipart_concurrency: int = 4  # ranged parts of one large file in flight
+    download_retry: int = 5  # retries per part
+    num_download_worker: int = 2  # models downloading at once on one node
+    stall_timeout: float = 60.0  # no byte for this long: the engine aborts and retries the part
+    connect_timeout: float = Field(default=10.0, gt=0)  # opening a connection to the storage service
+    read_timeout: float = Field(default=60.0, gt=0)  # one read that sees no byte for this long fails
+
+
+class PipelineSettings(_Section):
+    """How long the model workflows wait for the nodes: the control plane's side of a delivery.
+
+    A section of its own because a different process reads it: the watcher's (controller, watch,
+    dev) turns it into the `PipelineOptions` every model workflow carries
+    (`modelferry.options.pipeline_options`), and a running workflow adopts those of the watcher that
+    last applied it. Node workers never read it; their knobs are `download`. How long node work
+    may wait for a worker to poll stays `worker.schedule_to_start_seconds`, beside the worker mode
+    that decides how long a worker takes to start.
+    """
+
+    # One download attempt, start to close; a retry resumes from its checkpoint.
+    download_timeout_seconds: float = Field(default=48 * 3600.0, gt=0)
+    # A download attempt silent for this long is retried elsewhere (heartbeats go every 0.8 x this).
+    download_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    # A node whose failure can heal (no spec change needed) is tried again after this.
+    failed_node_retry_seconds: float = Field(default=1800.0, gt=0)
+    # A model workflow continues as new past this many history events (well below Temporal's limits).
+    max_history_events: int = Field(default=5_000, gt=0)
 
 
 class PolicySettings(_Section):
@@ -98,6 +128,7 @@ class Settings(_Section):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
     download: DownloadSettings = Field(default_factory=DownloadSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
 
     def cluster_claim_namespaces(self) -> list[str]:

@@ -4,6 +4,10 @@
 is not running and otherwise only delivers the signal, so a watcher restart or a resync never
 creates a duplicate. Search attributes set at start make a model's history findable with
 `temporal workflow list --query 'ModelName="x"'`.
+
+Every Apply also hands a running workflow this watcher's `PipelineOptions` (built from its settings
+by `modelferry.options.pipeline_options`): a workflow keeps its options across continue-as-new, so
+without this a changed setting would never reach a model that is already running.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ def workflow_id_for(ref: ModelRef) -> str:
 
 
 class TemporalGateway:
-    def __init__(self, *, client: Client, options: PipelineOptions | None = None) -> None:
+    def __init__(self, *, client: Client, options: PipelineOptions) -> None:
         self._client = client
-        self._options = options or PipelineOptions()
+        self._options = options
 
     async def _signal_with_start(
         self, *, inp: ModelWorkflowInput, signal: str, args: list[ModelRevision] | None = None
@@ -59,6 +63,13 @@ class TemporalGateway:
         )
 
     async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
+        # Options first, so a running workflow plans this revision with them; a workflow that is
+        # not running gets them in the input of the start below.
+        try:
+            await self._handle(ref).signal(ModelWorkflow.apply_options, self._options)
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
         await self._signal_with_start(
             inp=ModelWorkflowInput(ref=ref, revision=revision, options=self._options),
             signal="apply_revision",

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         NodeAction,
         NodeOutcome,
         NodeWorkflowInput,
+        PipelineOptions,
         PlanPlacementInput,
         PlanPlacementResult,
         ReleaseFinalizerInput,
@@ -43,10 +44,17 @@ with workflow.unsafe.imports_passed_through():
         SA_NODE_NAMES,
     )
 
+# Patches (workflow.patched): each changes the commands a running workflow issues.
+PATCH_OPTIONS_FROM_WATCHER = "model-options-from-watcher-v1"  # `apply_options` replaces the options
+
 
 @workflow.defn(name="ModelWorkflow")
 class ModelWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: ModelWorkflowInput) -> None:
+        # The timeouts this run started with, until the watcher signals its own (`apply_options`).
+        # Set here, not in run(), so a signal handled before run() starts compares against them.
+        self._options: PipelineOptions = inp.options
         self._revision: ModelRevision | None = None
         self._dirty = True
         self._delete = False
@@ -64,6 +72,14 @@ class ModelWorkflow:
         if current is None or revision.uid != current.uid or revision.generation > current.generation:
             self._revision = revision
             self._dirty = True
+
+    @workflow.signal(name="apply_options")
+    def apply_options(self, options: PipelineOptions) -> None:
+        """The watcher's current settings. Adopted, and carried over continue-as-new, so a changed
+        setting reaches a model whose workflow started long ago; node work already running keeps
+        the options it started with."""
+        if options != self._options and workflow.patched(PATCH_OPTIONS_FROM_WATCHER):
+            self._options = options
 
     @workflow.signal(name="request_delete")
     def request_delete(self) -> None:
@@ -87,7 +103,6 @@ class ModelWorkflow:
     @workflow.run
     async def run(self, inp: ModelWorkflowInput) -> str:
         self._ref = inp.ref
-        self._options = inp.options
         self.apply_revision(inp.revision)
         self._nodes = dict(inp.nodes)
         self._metadata_written_for = inp.spec_metadata_written_for

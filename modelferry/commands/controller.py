@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from activities.kube import KubeClient, load_api_client
+    from activities.kube import KubeClient
     from modelferry.admission import admission_policy
-    from modelferry.messages import PipelineOptions
+    from modelferry.kubeclient import load_api_client
+    from modelferry.options import pipeline_options
     from modelferry.runtime import build_control_worker, connect_temporal
     from modelferry.settings import load_settings
     from watcher.run import run_watcher
@@ -39,12 +40,15 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         client = await connect_temporal(settings)
-        kube = KubeClient(load_api_client(settings.kube))
-        options = PipelineOptions(node_schedule_to_start_seconds=settings.worker.schedule_to_start_seconds)
+        # One ApiClient, so one connection pool, for the watcher's threads and the activity threads
+        # (urllib3's pool is thread-safe and sized for both in modelferry.kubeclient).
+        api_client = load_api_client(settings.kube)
+        kube = KubeClient(api_client)
+        options = pipeline_options(settings)
         worker = build_control_worker(client=client, kube=kube, settings=settings)
         async with worker:
             await run_watcher(
-                api_client=load_api_client(settings.kube),
+                api_client=api_client,
                 gateway=TemporalGateway(client=client, options=options),
                 stop=stop,
                 agent_namespace=settings.kube.agent_namespace,

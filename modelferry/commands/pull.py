@@ -14,6 +14,7 @@ then retry; 1 for a temporary one (network, throttling): just run it again, it r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -22,7 +23,10 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from modelferry.settings import Settings
 
 EXIT_OK, EXIT_TEMPORARY, EXIT_PERMANENT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLAIN_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
@@ -50,6 +54,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--num-download-worker", type=_positive_int, default=2, help="models at once (2)")
     parser.add_argument("--stall-timeout", type=_positive_float, default=60.0, help="seconds without bytes")
     parser.add_argument(
+        "--connect-timeout", type=_positive_float, default=10.0, help="seconds to connect (10)"
+    )
+    parser.add_argument(
+        "--read-timeout", type=_positive_float, default=None, help="seconds one read may see no byte (stall)"
+    )
+    parser.add_argument(
         "--pvc", action="append", default=[], metavar="CLAIM=DIR", help="where a claim is mounted"
     )
     parser.add_argument("--hf-endpoint", default=None, help="a Hub mirror (default: $HF_ENDPOINT or the Hub)")
@@ -60,7 +70,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from activities.storage.base import DownloadOptions
+    from activities.node_options import backend_settings, download_options
     from activities.storage.diskspace import human_bytes
     from activities.storage.engine import (
         DownloadCancelledError,
@@ -68,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         download_slots,
         list_with_retries,
     )
-    from activities.storage.registry import BackendSettings, open_backend
+    from activities.storage.registry import open_backend
     from modelferry.errors import ModelferryError
     from modelferry.storage_uri import parse_storage_uri
 
@@ -77,25 +87,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = _pairs(args.param, flag="--param")
         secret = _secrets(args.secret)
-        mounts = {claim: Path(directory) for claim, directory in _pairs(args.pvc, flag="--pvc").items()}
+        settings = pull_settings(args, mounts=_pairs(args.pvc, flag="--pvc"))
         uri = parse_storage_uri(args.uri, parameters=params)
-        download_slots(args.num_download_worker)
-        options = DownloadOptions(
-            concurrency=args.concurrency,
-            multipart_concurrency=args.multipart_concurrency,
-            retries=args.download_retry,
-            stall_timeout=args.stall_timeout,
-            rehash_existing=args.rehash,
-        )
-        settings = BackendSettings(
-            hf_endpoint=args.hf_endpoint or os.environ.get("HF_ENDPOINT") or None,
-            pvc_mounts=mounts,
-            read_timeout=args.stall_timeout,
-            concurrency=args.concurrency,
-            multipart_concurrency=args.multipart_concurrency,
-        )
+        download_slots(settings.download.num_download_worker)
+        options = dataclasses.replace(download_options(settings), rehash_existing=args.rehash)
         restore = _cancel_on_signals(cancel)
-        backend = open_backend(uri, parameters=params, secret=secret, settings=settings)
+        backend = open_backend(uri, parameters=params, secret=secret, settings=backend_settings(settings))
         display = _Display(stream=sys.stderr, quiet=args.quiet)
         try:
             listing = list_with_retries(backend, options=options, cancel=cancel)
@@ -133,6 +130,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 # --- arguments ---------------------------------------------------------------------------------
+
+
+def pull_settings(args: argparse.Namespace, *, mounts: Mapping[str, str]) -> Settings:
+    """`pull` reads no config file: its flags are the `download` and `node` settings a worker's
+    config holds, so the worker's functions (`activities.node_options`) turn them into options."""
+    from modelferry.settings import load_settings
+
+    return load_settings(
+        environ={},
+        overrides={
+            "download.concurrency": args.concurrency,
+            "download.multipart_concurrency": args.multipart_concurrency,
+            "download.download_retry": args.download_retry,
+            "download.num_download_worker": args.num_download_worker,
+            "download.stall_timeout": args.stall_timeout,
+            "download.connect_timeout": args.connect_timeout,
+            # Unless told otherwise a read may stay silent as long as a part may stall.
+            "download.read_timeout": args.read_timeout or args.stall_timeout,
+            "node.hf_endpoint": args.hf_endpoint or os.environ.get("HF_ENDPOINT") or None,
+            "node.pvc_mounts": dict(mounts),
+        },
+    )
 
 
 def _pairs(items: list[str], *, flag: str) -> dict[str, str]:

@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     import socket
 
     from modelferry.admission import admission_policy
-    from modelferry.messages import PipelineOptions
+    from modelferry.kubeclient import load_api_client
+    from modelferry.options import pipeline_options
     from modelferry.runtime import connect_temporal
     from modelferry.settings import load_settings
-    from watcher.kube import load_api_client
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
 
@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     )
     settings = load_settings(args.config, overrides=settings_overrides(args))
     identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
-    kubeconfig = str(settings.kube.kubeconfig) if settings.kube.kubeconfig else None
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -77,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         client = await connect_temporal(settings)
-        options = PipelineOptions(node_schedule_to_start_seconds=settings.worker.schedule_to_start_seconds)
+        options = pipeline_options(settings)
         await run_watcher(
-            api_client=load_api_client(kubeconfig=kubeconfig),
+            api_client=load_api_client(settings.kube),
             gateway=TemporalGateway(client=client, options=options),
             stop=stop,
             agent_namespace=settings.kube.agent_namespace,

@@ -47,15 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--num-download-worker", type=int, default=None, help="models downloading at once on this node"
     )
+    p.add_argument("--stall-timeout", type=float, default=None, help="seconds without bytes: retry the part")
+    p.add_argument("--connect-timeout", type=float, default=None, help="seconds to connect to storage")
+    p.add_argument("--read-timeout", type=float, default=None, help="seconds one read may see no byte")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from activities.kube import KubeClient
-    from modelferry.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
-    from modelferry.settings import load_settings
+def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The flags that were given, as `load_settings` overrides (a Job's flags carry the
+    controller's `download` settings: `modelferry.nodejob`)."""
+    from modelferry.settings import DownloadSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, object] = {}
     if args.pvc:
         overrides["node.pvc_mounts"] = dict(item.split("=", 1) for item in args.pvc)
@@ -65,10 +67,19 @@ def run(args: argparse.Namespace) -> int:
         overrides["policy.models_roots"] = list(args.models_root)
     if args.allow_claims:
         overrides["policy.cluster_claim_namespaces"] = list(args.allow_claims)
-    for flag in ("concurrency", "multipart_concurrency", "download_retry", "num_download_worker"):
-        if getattr(args, flag) is not None:
-            overrides[f"download.{flag}"] = getattr(args, flag)
-    settings = load_settings(args.config, overrides=overrides)
+    for name in DownloadSettings.model_fields:  # each has its flag above
+        if getattr(args, name) is not None:
+            overrides[f"download.{name}"] = getattr(args, name)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from activities.kube import KubeClient
+    from modelferry.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
+    from modelferry.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config, overrides=settings_overrides(args))
     kube = None if args.no_kube else KubeClient.from_settings(settings.kube)
 
     async def main() -> int:

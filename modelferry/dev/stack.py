@@ -16,8 +16,9 @@ import yaml
 
 from modelferry.admission import admission_policy
 from modelferry.dev.temporal_server import TemporalDevServer, supervise
+from modelferry.errors import KubeConflictError
 from modelferry.messages import ModelRef
-from modelferry.names import AGENT_NAMESPACE_DEFAULT, API_GROUP, API_VERSION, ModelKind
+from modelferry.names import AGENT_NAMESPACE_DEFAULT, ModelKind
 from modelferry.settings import Settings, WorkerMode, load_settings
 
 if TYPE_CHECKING:
@@ -90,31 +91,14 @@ def model_ref(obj: dict[str, Any]) -> ModelRef:
     return ModelRef(kind=kind, name=obj["metadata"]["name"], namespace=namespace)
 
 
-def apply_object(api_client: Any, obj: dict[str, Any]) -> None:
-    """Create or update one of our model resources through the API (what kubectl apply does)."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    custom = client.CustomObjectsApi(api_client)
-    kind = ModelKind(obj["kind"])
-    name = obj["metadata"]["name"]
-    ns = obj["metadata"].get("namespace") or "default"
+def apply_object(kube: Any, obj: dict[str, Any]) -> None:
+    """Create or update one of our model resources through the API (what kubectl apply does);
+    `kube` is an `activities.kube.KubeClient`."""
+    ref = model_ref(obj)
     try:
-        if kind.namespaced:
-            custom.create_namespaced_custom_object(API_GROUP, API_VERSION, ns, kind.plural, obj)
-        else:
-            custom.create_cluster_custom_object(API_GROUP, API_VERSION, kind.plural, obj)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        if kind.namespaced:
-            custom.patch_namespaced_custom_object(
-                API_GROUP, API_VERSION, ns, kind.plural, name, {"spec": obj["spec"]}
-            )
-        else:
-            custom.patch_cluster_custom_object(
-                API_GROUP, API_VERSION, kind.plural, name, {"spec": obj["spec"]}
-            )
+        kube.create_model(ref, obj)
+    except KubeConflictError:  # it exists: bring its spec up to date
+        kube.patch_model(ref, {"spec": obj["spec"]})
 
 
 async def wait_ready(kube: Any, obj: dict[str, Any], *, timeout: float) -> dict[str, Any]:
@@ -189,11 +173,10 @@ async def _run_stack(
     opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer, stop: asyncio.Event
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
-    from kubernetes import config as kube_config
-
     from activities.kube import KubeClient
     from modelferry.dev.example import example_resource
-    from modelferry.messages import PipelineOptions
+    from modelferry.kubeclient import load_api_client
+    from modelferry.options import pipeline_options
     from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
@@ -207,7 +190,7 @@ async def _run_stack(
         for crd in crd_manifests():
             api.apply_manifest(crd)
         settings = dev_settings(opts, temporal_address=temporal.address, kubeconfig=kubeconfig)
-        api_client = kube_config.new_client_from_config(config_file=str(kubeconfig))
+        api_client = load_api_client(settings.kube)  # one pool for the workers and the watcher
         kube = KubeClient(api_client)
         client = await connect_temporal(settings)
         control = build_control_worker(client=client, kube=kube, settings=settings)
@@ -217,13 +200,8 @@ async def _run_stack(
             asyncio.create_task(node.run(), name="node-worker"),
             asyncio.create_task(
                 run_watcher(
-                    api_client=kube_config.new_client_from_config(config_file=str(kubeconfig)),
-                    gateway=TemporalGateway(
-                        client=client,
-                        options=PipelineOptions(
-                            node_schedule_to_start_seconds=settings.worker.schedule_to_start_seconds
-                        ),
-                    ),
+                    api_client=api_client,
+                    gateway=TemporalGateway(client=client, options=pipeline_options(settings)),
                     stop=stop,
                     agent_namespace=settings.kube.agent_namespace,
                     identity=f"dev-{opts.node_name}",
@@ -241,7 +219,7 @@ async def _run_stack(
         for path in opts.apply:
             applied += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
         for obj in applied:
-            await asyncio.to_thread(apply_object, api_client, obj)
+            await asyncio.to_thread(apply_object, kube, obj)
             print(f"applied {obj['kind']}/{obj['metadata']['name']}", flush=True)
         if opts.exit_when_ready:
             for obj in applied:

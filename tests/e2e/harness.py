@@ -26,16 +26,20 @@ from modelferry.admission import admission_policy
 from modelferry.apiserver import EmbeddedApiServer
 from modelferry.dev.stack import crd_manifests
 from modelferry.dev.temporal_server import TemporalDevServer
-from modelferry.messages import PipelineOptions
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
+from modelferry.options import pipeline_options
 from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
 from modelferry.settings import Settings, WorkerMode, load_settings
 from watcher.run import run_watcher
 from watcher.temporal import TemporalGateway
 
-FAST_OPTIONS = PipelineOptions(
-    node_schedule_to_start_seconds=20.0, failed_node_retry_seconds=3600.0, download_heartbeat_seconds=4.0
-)
+# Settings overrides that make a failing test fail in seconds; a test adds its own (`overrides=`).
+FAST_SETTINGS: dict[str, Any] = {
+    "worker.schedule_to_start_seconds": 20.0,
+    "pipeline.failed_node_retry_seconds": 3600.0,
+    "pipeline.download_heartbeat_seconds": 4.0,
+    "download.stall_timeout": 10.0,
+}
 
 
 def unique(prefix: str) -> str:
@@ -217,10 +221,12 @@ async def running_pipeline(
     pvcs: dict[str, Path] | None = None,
     worker_mode: WorkerMode = WorkerMode.STATIC,
     start_node_workers: bool = True,
-    options: PipelineOptions = FAST_OPTIONS,
+    overrides: dict[str, Any] | None = None,
     temporal_db: Path | None = None,
 ) -> AsyncIterator[Pipeline]:
-    """`temporal_db`: persist Temporal's state there (a test that restarts the server needs it)."""
+    """`overrides`: dotted settings over FAST_SETTINGS; the watcher hands the workflows their
+    `pipeline_options`, as the controller does. `temporal_db`: persist Temporal's state there (a
+    test that restarts the server needs it)."""
     temporal = TemporalDevServer(db_file=temporal_db, ui_port=None, log_file=tmp / "temporal.log")
     temporal.start()
     try:
@@ -228,14 +234,14 @@ async def running_pipeline(
         settings = load_settings(
             environ={},
             overrides={
+                **FAST_SETTINGS,
                 "temporal.address": temporal.address,
                 "kube.kubeconfig": str(cluster.kubeconfig),
                 "worker.mode": worker_mode.value,
-                "worker.schedule_to_start_seconds": options.node_schedule_to_start_seconds,
                 "node.pvc_mounts": {k: str(v) for k, v in (pvcs or {}).items()},
-                "download.stall_timeout": 10.0,
                 # The e2e models read claims in `default`, as a cluster admin would allow.
                 "policy.cluster_claim_namespaces": ["default"],
+                **(overrides or {}),
             },
         )
         client = await connect_temporal(settings)
@@ -251,7 +257,7 @@ async def running_pipeline(
             asyncio.create_task(
                 run_watcher(
                     api_client=cluster.api_client(),
-                    gateway=TemporalGateway(client=client, options=options),
+                    gateway=TemporalGateway(client=client, options=pipeline_options(settings)),
                     stop=p.stop,
                     agent_namespace=settings.kube.agent_namespace,
                     identity="e2e",

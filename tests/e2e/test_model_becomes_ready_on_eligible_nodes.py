@@ -76,14 +76,17 @@ async def record_histories(client, workflow_id: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     handle = client.get_workflow_handle(workflow_id)
     await handle.result()
-    ids = {"model_workflow_deliver_then_delete.json": workflow_id}
+    ids_file = out / "workflow_ids.txt"
+    # Other tests record other paths into the same set (e.g. tests/workflows/...): keep their IDs.
+    ids = dict(line.split(" ", 1) for line in ids_file.read_text().splitlines()) if ids_file.exists() else {}
+    ids["model_workflow_deliver_then_delete.json"] = workflow_id
     (out / "model_workflow_deliver_then_delete.json").write_text((await handle.fetch_history()).to_json())
     runs = [wf async for wf in client.list_workflows(f'WorkflowId="{workflow_id}/node/node-1"')]
     for action, run in zip(("deliver", "remove"), sorted(runs, key=lambda r: r.start_time), strict=True):
         node = client.get_workflow_handle(run.id, run_id=run.run_id)
         (out / f"node_workflow_{action}.json").write_text((await node.fetch_history()).to_json())
         ids[f"node_workflow_{action}.json"] = run.id
-    (out / "workflow_ids.txt").write_text("".join(f"{k} {v}\n" for k, v in sorted(ids.items())))
+    ids_file.write_text("".join(f"{k} {v}\n" for k, v in sorted(ids.items())))
 
 
 async def test_placement_follows_node_labels(tmp_path, two_node_cluster, model_source):

@@ -10,7 +10,8 @@ import pytest
 
 from modelferry.admission import admission_policy
 from modelferry.names import model_workflow_id
-from tests.e2e.harness import FAST_OPTIONS, cluster_model, running_pipeline, unique
+from modelferry.options import pipeline_options
+from tests.e2e.harness import cluster_model, running_pipeline, unique
 from watcher.run import run_watcher
 from watcher.temporal import TemporalGateway
 
@@ -41,7 +42,7 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
         again = asyncio.create_task(
             run_watcher(
                 api_client=p.cluster.api_client(),
-                gateway=TemporalGateway(client=p.client),
+                gateway=TemporalGateway(client=p.client, options=pipeline_options(p.settings)),
                 stop=stop,
                 identity="e2e-2",
                 leader_election=False,
@@ -100,13 +101,12 @@ async def test_long_lived_workflow_continues_as_new_and_keeps_its_state(
     name = unique("longlived")
     obj = cluster_model(name, uri="pvc://default:models/tiny", path=f"/raid/models/{name}")
     wid = model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
-    options = FAST_OPTIONS.model_copy(update={"max_history_events": 60})
     async with running_pipeline(
         cluster=one_node_cluster,
         tmp=tmp_path,
         nodes=["node-1"],
         pvcs={"default:models": claim_dir},
-        options=options,
+        overrides={"pipeline.max_history_events": 60},
     ) as p:
         await p.apply(obj)
         await p.wait_state(obj, "Ready")

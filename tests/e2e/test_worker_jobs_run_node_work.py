@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from modelferry.settings import WorkerMode
-from tests.e2e.harness import FAST_OPTIONS, cluster_model, embedded_cluster, running_pipeline, unique
+from tests.e2e.harness import cluster_model, embedded_cluster, running_pipeline, unique
 from tests.e2e.processes import FakeKubelet
 
 pytestmark = pytest.mark.e2e
@@ -15,7 +15,6 @@ pytestmark = pytest.mark.e2e
 
 async def test_job_mode_delivers_through_a_pinned_job_and_reports_unreachable_nodes(tmp_path, model_source):
     claim_dir, _ = model_source
-    options = FAST_OPTIONS.model_copy(update={"node_schedule_to_start_seconds": 8.0})
     nodes = {"node-1": {"tier": "gpu"}, "node-dead": {"tier": "gpu"}}
     with embedded_cluster(tmp_path, nodes) as cluster:
         async with running_pipeline(
@@ -24,7 +23,7 @@ async def test_job_mode_delivers_through_a_pinned_job_and_reports_unreachable_no
             nodes=list(nodes),
             start_node_workers=False,
             worker_mode=WorkerMode.JOB,
-            options=options,
+            overrides={"worker.schedule_to_start_seconds": 8.0},
         ) as p:
             p.settings.worker.idle_exit_seconds = 2.0
             name = unique("jobbed")

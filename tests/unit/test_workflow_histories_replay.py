@@ -22,6 +22,7 @@ WORKFLOW_IDS = dict(
 def test_recorded_histories_exist():
     names = {p.name for p in HISTORIES}
     assert {
+        "model_workflow_adopts_options.json",
         "model_workflow_deliver_then_delete.json",
         "node_workflow_deliver.json",
         "node_workflow_remove.json",
