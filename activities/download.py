@@ -50,7 +50,6 @@ from modelferry.storage_uri import (
     HuggingFaceUri,
     PvcUri,
     StorageUri,
-    parse_storage_uri,
     validate_model_path,
 )
 
@@ -73,7 +72,7 @@ def node_placement(*, settings: Settings, inp: NodeWork) -> NodePlacement:
 
 def admitted_uri(*, settings: Settings, inp: NodeWork) -> StorageUri:
     """The source URI, refused if the resource may not read it; a claim's namespace filled in."""
-    uri = storage_uri_of(inp)
+    uri = inp.storage_uri()
     if isinstance(uri, PvcUri):
         check_claim_access(
             kind=inp.ref.kind,
@@ -125,21 +124,11 @@ def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
     return True
 
 
-def storage_uri_of(inp: NodeWork) -> StorageUri:
-    storage = inp.spec.get("storage") or {}
-    uri = storage.get("storageUri")
-    if not uri:
-        raise InvalidSpecError("is required", field="spec.storage.storageUri")
-    return parse_storage_uri(
-        str(uri), parameters=storage.get("parameters"), cluster_scoped=not inp.ref.kind.namespaced
-    )
-
-
 def storage_path_of(inp: NodeWork) -> str:
-    path = (inp.spec.get("storage") or {}).get("path")
+    path = inp.spec.storage.path
     if not path:
         raise InvalidSpecError("is required to place the model on the node", field="spec.storage.path")
-    return str(path)
+    return path
 
 
 class DownloadActivities:
@@ -184,7 +173,7 @@ class DownloadActivities:
                 )
             backend = open_backend(
                 uri,
-                parameters=(inp.spec.get("storage") or {}).get("parameters"),
+                parameters=inp.spec.storage.parameters,
                 secret=secret,
                 settings=self.backend_settings(),
             )

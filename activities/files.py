@@ -132,7 +132,7 @@ class FilesActivities:
         except (InvalidSpecError, UnsafePathError) as error:
             # A path the rules refuse was never ours: there is nothing of this model to remove.
             activity.logger.info("%s on %s: nothing removed: %s", inp.ref.display(), inp.node, error)
-            return RemoveModelFilesResult(removed=False, path=str(inp.spec.get("storage", {}).get("path")))
+            return RemoveModelFilesResult(removed=False, path=str(inp.spec.storage.path))
         release = release_model_path(layout=placement.layout, owner=owner_for(inp.ref))
         if not release.removed:
             activity.logger.info("%s on %s: %s", inp.ref.display(), inp.node, release.detail)

@@ -70,15 +70,15 @@ class ResourceActivities:
     @activity.defn(name="plan_placement")
     @typed_failures
     def plan_placement(self, inp: PlanPlacementInput) -> PlanPlacementResult:
-        storage = inp.spec.get("storage") or {}
+        storage = inp.spec.storage if inp.spec else None
         eligible: list[str] = []
         excluded: dict[str, str] = {}
         nodes = self._kube.list_nodes()
         for name, labels in nodes:
             decision = evaluate_placement(
-                disabled=bool(inp.spec.get("disabled")),
-                node_selector=storage.get("nodeSelector"),
-                node_affinity=storage.get("nodeAffinity"),
+                disabled=bool(inp.spec and inp.spec.disabled),
+                node_selector=storage.node_selector if storage else None,
+                node_affinity=storage.node_affinity if storage else None,
                 node_name=name,
                 node_labels=labels,
             )

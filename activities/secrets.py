@@ -7,26 +7,20 @@ that needs them, at the moment it needs them, and never enter workflow inputs or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from modelferry.errors import AccessDeniedError, KubeForbiddenError, KubeNotFoundError
-from modelferry.messages import ModelRef
+from modelferry.messages import ModelRef, ModelSpec
 
 
 class SecretReader(Protocol):
     def read_secret(self, namespace: str, name: str) -> dict[str, str]: ...
 
 
-def secret_name(spec: Mapping[str, Any]) -> str | None:
-    storage = spec.get("storage") or {}
-    return storage.get("storageKey") or storage.get("key") or None
-
-
 def read_model_secret(
-    *, reader: SecretReader | None, ref: ModelRef, spec: Mapping[str, Any], agent_namespace: str
+    *, reader: SecretReader | None, ref: ModelRef, spec: ModelSpec, agent_namespace: str
 ) -> dict[str, str] | None:
-    name = secret_name(spec)
+    name = spec.storage.storage_key
     if not name:
         return None
     if reader is None:

@@ -12,11 +12,26 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
+# A typed spec (messages.ModelSpec) or its wire JSON; None for a cleanup-only revision.
+SpecLike = BaseModel | Mapping[str, Any] | None
+
+
+def wire_spec(spec: SpecLike) -> Mapping[str, Any]:
+    """The spec as OME's JSON (camelCase, `key` for the Secret), which the fingerprint hashes."""
+    if spec is None:
+        return {}
+    if isinstance(spec, BaseModel):
+        return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return spec
+
+
 _DELIVERY_KEYS = ("storageUri", "path", "parameters", "storageKey", "key", "downloadPolicy")
 
 
-def delivery_fingerprint(spec: Mapping[str, Any]) -> str:
-    storage = spec.get("storage") or {}
+def delivery_fingerprint(spec: SpecLike) -> str:
+    storage = wire_spec(spec).get("storage") or {}
     relevant = {k: storage.get(k) for k in _DELIVERY_KEYS if storage.get(k) is not None}
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -40,9 +55,10 @@ def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {} or value == 0
 
 
-def spec_metadata(spec: Mapping[str, Any]) -> dict[str, Any]:
+def spec_metadata(spec: SpecLike) -> dict[str, Any]:
     """The metadata a spec already carries."""
-    return {k: spec[k] for k in METADATA_SPEC_FIELDS if not is_empty(spec.get(k))}
+    wire = wire_spec(spec)
+    return {k: wire[k] for k in METADATA_SPEC_FIELDS if not is_empty(wire.get(k))}
 
 
 def fill_empty_spec_fields(spec: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:

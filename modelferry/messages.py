@@ -8,11 +8,24 @@ Secret (`storageKey`), and only the node activity that needs it reads it.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from modelferry.names import ModelKey, ModelKind
+from modelferry.spec.basemodel import BaseModelSpec
+from modelferry.spec.finetuned import FineTunedWeightSpec
+from modelferry.storage_uri import StorageUri, parse_storage_uri
+
+
+def _wire(spec: BaseModelSpec | FineTunedWeightSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# The typed spec, parsed once by the watcher (`spec.parse.parse_resource`) and carried as is:
+# downstream code reads fields. On the wire (and in Temporal's history) it is OME's JSON, camelCase,
+# exactly as the resource holds it, so a history stays readable and older payloads decode.
+ModelSpec = Annotated[BaseModelSpec | FineTunedWeightSpec, PlainSerializer(_wire, return_type=dict)]
 
 
 class _Message(BaseModel):
@@ -55,12 +68,33 @@ class ModelRef(_Message):
 
 
 class ModelRevision(_Message):
-    """A generation of a resource as the watcher saw it: the spec as wire JSON (camelCase)."""
+    """A generation of a resource as the watcher saw it. `spec` is None only for a cleanup of a
+    resource whose spec was never seen (a watcher that learns of a deletion it did not apply)."""
 
     generation: int
-    spec: dict[str, Any]
+    spec: ModelSpec | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
     uid: str = ""
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value  # histories recorded before spec was typed
+
+    def storage_uri(self, kind: ModelKind) -> StorageUri:
+        """The parsed source URI (raises InvalidStorageUriError); None-spec revisions have none."""
+        if self.spec is None:
+            raise ValueError("a cleanup-only revision has no spec")
+        return model_storage_uri(kind, self.spec)
+
+
+def model_storage_uri(kind: ModelKind, spec: BaseModelSpec | FineTunedWeightSpec) -> StorageUri:
+    """The one place a model's storage URI is parsed (a cluster-scoped kind must name a claim's
+    namespace)."""
+    storage = spec.storage
+    return parse_storage_uri(
+        storage.storage_uri, parameters=storage.parameters, cluster_scoped=not kind.namespaced
+    )
 
 
 class NodeOutcome(_Message):
@@ -124,7 +158,12 @@ class ReleaseFinalizerResult(_Result):
 
 class PlanPlacementInput(_Message):
     ref: ModelRef
-    spec: dict[str, Any]
+    spec: ModelSpec | None = None  # None: a cleanup-only run, which needs only the node list
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value
 
 
 class PlanPlacementResult(_Result):
@@ -193,8 +232,11 @@ class NodeWork(_Message):
     """What every node activity needs: which model, which spec, which node."""
 
     ref: ModelRef
-    spec: dict[str, Any]
+    spec: ModelSpec
     node: str
+
+    def storage_uri(self) -> StorageUri:
+        return model_storage_uri(self.ref.kind, self.spec)
 
 
 class DownloadModelInput(NodeWork):

@@ -29,7 +29,6 @@ A node event → PlacementChanged for exactly the known models whose eligibility
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -247,7 +246,7 @@ def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> l
     )
     revision = ModelRevision(
         generation=generation,
-        spec=copy.deepcopy(dict(obj.get("spec") or {})),
+        spec=resource.spec,  # parsed once, here; everything downstream reads its fields
         annotations=dict(meta.get("annotations") or {}),
         uid=ref.uid,
     )

@@ -41,7 +41,8 @@ class TemporalGateway:
     ) -> None:
         """Start the model's workflow if none runs, then deliver `signal` (to it or the running one)."""
         ref = inp.ref
-        storage_uri = str((inp.revision.spec.get("storage") or {}).get("storageUri") or "")
+        spec = inp.revision.spec
+        storage_uri = spec.storage.storage_uri if spec else ""
         attributes = TypedSearchAttributes(
             [
                 SearchAttributePair(SA_MODEL_NAME, ref.name),
@@ -91,7 +92,7 @@ class TemporalGateway:
         await self._signal_with_start(
             inp=ModelWorkflowInput(
                 ref=ref,
-                revision=revision or ModelRevision(generation=0, spec={}, uid=ref.uid),
+                revision=revision or ModelRevision(generation=0, spec=None, uid=ref.uid),
                 delete_requested=True,
                 options=self._options,
             ),

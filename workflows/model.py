@@ -282,7 +282,7 @@ class ModelWorkflow:
         self, eligible: list[str], plan: PlanPlacementResult, *, deleting: bool = False
     ) -> None:
         assert self._revision is not None
-        disabled = bool(self._revision.spec.get("disabled"))
+        disabled = bool(self._revision.spec and self._revision.spec.disabled)
         reasons = "; ".join(f"{n}: {r}" for n, r in sorted(plan.excluded.items())[:5])
         status = desired_status(
             generation=self._revision.generation,

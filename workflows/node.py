@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.label import LabelActivities
     from activities.nodeworker import NodeWorkerActivities
     from activities.parse import ParseActivities
+    from modelferry.admission import resolve_claim
     from modelferry.errors import InvalidSpecError
     from modelferry.lifecycle import delivery_fingerprint, spec_metadata
     from modelferry.messages import (
@@ -37,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from modelferry.names import CONTROL_TASK_QUEUE, SKIP_CONFIG_PARSING_ANNOTATIONS
     from modelferry.nodestatus import NodeModelStatus
-    from modelferry.storage_uri import PvcUri, parse_storage_uri
+    from modelferry.storage_uri import PvcUri
     from workflows.failures import describe_failure
     from workflows.policies import (
         DOWNLOAD_RETRY,
@@ -91,6 +92,7 @@ class NodeWorkflow:
 
     async def _deliver(self, inp: NodeWorkflowInput) -> NodeOutcome:
         spec = inp.revision.spec
+        assert spec is not None, "a delivery always carries the spec it delivers"
         fingerprint = delivery_fingerprint(spec)
         schedule_to_start = timedelta(seconds=inp.options.node_schedule_to_start_seconds)
         await self._label(inp, NodeModelStatus.UPDATING)
@@ -162,12 +164,16 @@ class NodeWorkflow:
 
     async def _remove(self, inp: NodeWorkflowInput) -> NodeOutcome:
         message = ""
-        if inp.node_exists:
+        spec = inp.revision.spec
+        if spec is None:
+            # The model workflow sweeps only with a known spec; without one the path is unknown.
+            message = "no spec known: nothing removed on the node"
+        elif inp.node_exists:
             try:
                 queue = await self._ensure_worker(inp)
                 result = await workflow.execute_activity_method(
                     FilesActivities.remove_model_files,
-                    RemoveModelFilesInput(ref=inp.ref, spec=inp.revision.spec, node=inp.node),
+                    RemoveModelFilesInput(ref=inp.ref, spec=spec, node=inp.node),
                     task_queue=queue,
                     schedule_to_start_timeout=timedelta(seconds=inp.options.node_schedule_to_start_seconds),
                     start_to_close_timeout=FILES_TIMEOUT,
@@ -200,15 +206,12 @@ class NodeWorkflow:
 
 def _pvc_claim(inp: NodeWorkflowInput) -> tuple[str | None, str | None]:
     """(namespace, claim) for a pvc:// model; (None, None) otherwise. Parsing is pure."""
-    storage = inp.revision.spec.get("storage") or {}
+    if inp.revision.spec is None:
+        return None, None
     try:
-        uri = parse_storage_uri(
-            str(storage.get("storageUri") or ""),
-            parameters=storage.get("parameters"),
-            cluster_scoped=not inp.ref.kind.namespaced,
-        )
+        uri = inp.revision.storage_uri(inp.ref.kind)
     except InvalidSpecError:
         return None, None
     if not isinstance(uri, PvcUri):
         return None, None
-    return uri.namespace or inp.ref.namespace, uri.claim_name
+    return resolve_claim(kind=inp.ref.kind, namespace=inp.ref.namespace, uri=uri)

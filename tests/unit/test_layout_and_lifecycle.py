@@ -95,3 +95,23 @@ def test_job_names_are_valid_dns_labels():
 def test_skipped_parsing_reports_the_specs_own_metadata():
     spec = {"modelType": "llama", "maxTokens": 0, "vendor": "x", "modelFormat": {"name": "safetensors"}}
     assert spec_metadata(spec) == {"modelType": "llama", "modelFormat": {"name": "safetensors"}}
+
+
+def test_a_typed_spec_keeps_the_fingerprint_its_wire_json_had():
+    # Running workflows hold fingerprints computed from the wire dict before specs were typed:
+    # the same spec must not look changed (a change re-delivers the model on every node).
+    from modelferry.messages import ModelRevision
+
+    wire = {
+        "storage": {
+            "storageUri": "hf://a/b",
+            "path": "/raid/models/b",
+            "key": "hf-token",
+            "parameters": {"revision": "v1"},
+            "downloadPolicy": "ReuseIfExists",
+        },
+        "modelType": "llama",
+    }
+    typed = ModelRevision(generation=1, spec=wire).spec
+    assert delivery_fingerprint(typed) == delivery_fingerprint(wire)
+    assert spec_metadata(typed) == spec_metadata(wire) == {"modelType": "llama"}

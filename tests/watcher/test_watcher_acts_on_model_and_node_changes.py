@@ -38,7 +38,7 @@ async def test_apply_once_status_ignored_generation_bump_applies(backend: Any) -
         await until(lambda: len(w.gateway.of("apply")) == 2)
         generations = [call[2].generation for call in w.gateway.of("apply")]
         assert generations[1] == generations[0] + 1
-        assert w.gateway.of("apply")[1][2].spec["storage"]["storageUri"].endswith("@main")
+        assert w.gateway.of("apply")[1][2].spec.storage.storage_uri.endswith("@main")
         assert w.gateway.calls == w.gateway.of("apply")  # nothing else was sent
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from watcher_builders import model_obj
 
+from modelferry.lifecycle import wire_spec
 from modelferry.messages import ModelRef
 from modelferry.names import ModelKind
 from watcher.decide import (
@@ -209,8 +210,11 @@ def test_apply_carries_the_revision_and_placement() -> None:
     assert decision.revision.generation == 7
     assert decision.revision.uid == "uid-1"
     assert decision.revision.annotations == {"a": "b"}
-    assert decision.revision.spec == obj["spec"]
-    assert decision.revision.spec is not obj["spec"]  # a copy: later edits of the event do not leak
+    assert wire_spec(decision.revision.spec) == obj["spec"]  # typed, and OME's JSON on the wire
+    obj["spec"]["storage"]["path"] = "/raid/models/elsewhere"  # later edits of the event do not leak
+    assert (
+        decision.revision.spec is not None and decision.revision.spec.storage.path != "/raid/models/elsewhere"
+    )
     assert decision.placement == Placement(disabled=True, node_selector={"gpu": "a100"})
 
 
