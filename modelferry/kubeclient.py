@@ -40,7 +40,7 @@ METADATA_LIST_ACCEPT = f"{JSON};as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,
 METADATA_ACCEPT = f"{JSON};as=PartialObjectMetadata;g=meta.k8s.io;v=v1,{JSON}"
 
 # More than the threads of one process that call at once (the control worker's activity threads,
-# `modelferry.runtime`, plus a watch per informer and the Lease and status writes), so none opens
+# `modelferry.commands.runtime`, plus a watch per informer and the Lease and status writes), so none opens
 # and drops a connection per call.
 CONNECTION_POOL_SIZE = 64
 

@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient
     from modelferry.admission import admission_policy
+    from modelferry.commands.runtime import build_control_worker, connect_temporal
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
-    from modelferry.runtime import build_control_worker, connect_temporal
     from modelferry.settings import load_settings
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     import socket
 
     from modelferry.admission import admission_policy
+    from modelferry.commands.runtime import connect_temporal
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
-    from modelferry.runtime import connect_temporal
     from modelferry.settings import load_settings
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway

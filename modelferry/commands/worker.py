@@ -75,7 +75,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient
-    from modelferry.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
+    from modelferry.commands.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
     from modelferry.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

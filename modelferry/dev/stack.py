@@ -174,10 +174,10 @@ async def _run_stack(
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
+    from modelferry.commands.runtime import build_control_worker, build_node_worker, connect_temporal
     from modelferry.dev.example import example_resource
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
-    from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
 

@@ -24,11 +24,11 @@ from temporalio.worker import Worker
 from activities.kube import KubeClient
 from modelferry.admission import admission_policy
 from modelferry.apiserver import EmbeddedApiServer
+from modelferry.commands.runtime import build_control_worker, build_node_worker, connect_temporal
 from modelferry.dev.stack import crd_manifests
 from modelferry.dev.temporal_server import TemporalDevServer
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 from modelferry.options import pipeline_options
-from modelferry.runtime import build_control_worker, build_node_worker, connect_temporal
 from modelferry.settings import Settings, WorkerMode, load_settings
 from watcher.run import run_watcher
 from watcher.temporal import TemporalGateway

@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from activities.download import DownloadActivities
-from modelferry import runtime
 from modelferry.cli import build_parser
-from modelferry.commands import pull, worker
+from modelferry.commands import pull, runtime, worker
 from modelferry.nodejob import build_worker_job
 from modelferry.settings import DownloadSettings, Settings, load_settings
 

@@ -1,6 +1,6 @@
 """The layers import only downward (STYLE.md, "Layers"):
 
-    entry points (modelferry/cli.py, commands/, dev/, runtime.py)
+    entry points (modelferry/cli.py, commands/ with the process assembly in commands/runtime.py, dev/)
       -> watcher/ -> workflows/ -> activities/ -> modelferry's shared types and pure core
 
 The pure core imports neither the Kubernetes client nor temporalio; activities never import
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = {"modelferry/cli.py", "modelferry/runtime.py"}
+ENTRY_POINTS = {"modelferry/cli.py"}
 ENTRY_PACKAGES = ("modelferry/commands/", "modelferry/dev/")
 ALLOWED = {
     # Test fixtures the embedded API server ships for other test tiers: they drive it with the client.
