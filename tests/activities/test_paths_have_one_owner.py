@@ -13,22 +13,17 @@ from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-from activities.download import DownloadActivities
-from activities.files import FilesActivities
 from activities.ownership import claim_model_path, owner_for
 from modelferry.errors import PathOwnedByAnotherModelError
 from modelferry.layout import model_layout
 from modelferry.messages import (
-    ActivateModelVersionInput,
     DownloadModelInput,
     ModelRef,
-    RemoveModelFilesInput,
-    VerifyModelInput,
 )
 from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
+from tests.activities.node_work import deliver, remove
 
 
 @pytest.fixture
@@ -49,20 +44,6 @@ def model(name: str, path: str, *, source: str = "alpha", uid: str | None = None
     ref = ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name=name, uid=uid or f"uid-{name}")
     spec = {"storage": {"storageUri": f"pvc://ome:models/{source}", "path": path}}
     return DownloadModelInput(ref=ref, spec=spec, node="node-1")
-
-
-def deliver(settings: Settings, inp: DownloadModelInput) -> str:
-    env = ActivityEnvironment()
-    downloaded = env.run(DownloadActivities(settings=settings, secrets=None).download_model, inp)
-    work = {"ref": inp.ref, "spec": inp.spec, "node": inp.node, "version_id": downloaded.version_id}
-    files = FilesActivities(settings=settings)
-    env.run(files.verify_model, VerifyModelInput(**work))
-    return env.run(files.activate_model_version, ActivateModelVersionInput(**work)).version_id
-
-
-def remove(settings: Settings, inp: DownloadModelInput) -> bool:
-    removal = RemoveModelFilesInput(ref=inp.ref, spec=inp.spec, node=inp.node)
-    return ActivityEnvironment().run(FilesActivities(settings=settings).remove_model_files, removal).removed
 
 
 def refused(settings: Settings, inp: DownloadModelInput) -> ApplicationError:

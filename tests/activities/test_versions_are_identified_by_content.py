@@ -14,22 +14,17 @@ from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-import activities.download as download_module
-from activities.download import DownloadActivities
-from activities.files import FilesActivities
 from activities.storage.base import ModelListing, RemoteFile
 from modelferry.errors import PermanentError
 from modelferry.layout import FileIdentity, content_version_id, model_layout, version_id_for
 from modelferry.messages import (
-    ActivateModelVersionInput,
     DownloadModelInput,
     ModelRef,
-    VerifyModelInput,
 )
 from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
+from tests.activities.node_work import deliver as deliver_model
 from tests.storage.fakes import MemoryBackend, Raise
 
 PATH = "/raid/models/llama"
@@ -46,20 +41,8 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(environ={}, overrides={"node.root": str(tmp_path / "node")})
 
 
-@pytest.fixture
-def source(monkeypatch) -> dict[str, MemoryBackend]:
-    current: dict[str, MemoryBackend] = {}
-    monkeypatch.setattr(download_module, "open_backend", lambda *a, **k: current["backend"])
-    return current
-
-
 def deliver(settings: Settings) -> str:
-    env = ActivityEnvironment()
-    downloaded = env.run(DownloadActivities(settings=settings, secrets=None).download_model, INPUT)
-    work = {"ref": INPUT.ref, "spec": INPUT.spec, "node": INPUT.node, "version_id": downloaded.version_id}
-    files = FilesActivities(settings=settings)
-    env.run(files.verify_model, VerifyModelInput(**work))
-    return env.run(files.activate_model_version, ActivateModelVersionInput(**work)).version_id
+    return deliver_model(settings, INPUT)
 
 
 def served(settings: Settings) -> dict[str, bytes]:
