@@ -1,5 +1,6 @@
 """Control-queue activities that report a model's state on a node in OME's formats: the node's
-ConfigMap entry and the `models.ome/<uid>` node label.
+ConfigMap entry and node label, in the documented formats, OME's current ones or both
+(`modelferry.nodestatus`, chosen by `kube.report_formats`). Removal clears every format.
 
 ConfigMap writes are read-modify-write with the object's resourceVersion; on 409 the activity
 re-reads and re-applies its one entry, so many models finishing on one node at once lose nothing.
@@ -21,11 +22,11 @@ from modelferry.messages import (
     SetNodeModelStatusInput,
     SetNodeModelStatusResult,
 )
-from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ReportFormat
 from modelferry.nodestatus import (
     NodeModelStatus,
     configmap_labels,
-    node_label_patch,
+    model_labels_patch,
     with_entry,
     without_entry,
 )
@@ -34,9 +35,12 @@ _CONFLICT_ATTEMPTS = 50  # many writers per node ConfigMap; each retry re-reads,
 
 
 class LabelActivities:
-    def __init__(self, *, kube: KubeClient, agent_namespace: str) -> None:
+    def __init__(
+        self, *, kube: KubeClient, agent_namespace: str, formats: ReportFormat = ReportFormat.BOTH
+    ) -> None:
         self._kube = kube
         self._ns = agent_namespace
+        self._formats = formats
 
     def _update_configmap(
         self, node: str, change: Callable[[dict[str, str]], dict[str, str]], *, delete_when_empty: bool
@@ -87,12 +91,15 @@ class LabelActivities:
         status = NodeModelStatus(inp.status)
         self._update_configmap(
             inp.node,
-            lambda data: with_entry(data, ref=inp.ref, status=status, config=inp.config),
+            lambda data: with_entry(
+                data, ref=inp.ref, status=status, config=inp.config, formats=self._formats
+            ),
             delete_when_empty=False,
         )
-        if inp.ref.uid:
+        patch = model_labels_patch(ref=inp.ref, status=status, formats=self._formats)
+        if patch["metadata"]["labels"]:
             try:
-                self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=status))
+                self._kube.patch_node(inp.node, patch)
             except KubeNotFoundError:
                 activity.logger.info("node %s is gone; label not written", inp.node)
         return SetNodeModelStatusResult()
@@ -105,9 +112,10 @@ class LabelActivities:
         self._update_configmap(
             inp.node, lambda data: without_entry(data, ref=inp.ref), delete_when_empty=not node_exists
         )
-        if inp.ref.uid and node_exists:
+        patch = model_labels_patch(ref=inp.ref, status=None)  # every format, whatever is set now
+        if patch["metadata"]["labels"] and node_exists:
             try:
-                self._kube.patch_node(inp.node, node_label_patch(model_uid=inp.ref.uid, status=None))
+                self._kube.patch_node(inp.node, patch)
             except KubeNotFoundError:
                 pass
         return RemoveNodeModelStatusResult()

@@ -7,6 +7,7 @@ OME-based tooling), so they must never drift apart.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 
 API_GROUP = "ome.io"
@@ -61,18 +62,122 @@ NODE_WORKER_LABEL = "modelferry.io/node-worker"
 
 
 def node_label_key(model_uid: str) -> str:
-    """The node label OME's scheduler reads: `models.ome/<uid>=Ready|Updating|Failed`."""
+    """The documented node label, `models.ome/<uid>=Ready|Updating|Failed` (OME's code today reads
+    `ome_node_label_key` instead)."""
     return f"models.ome/{model_uid}"
 
 
 def configmap_key(*, kind: ModelKind | str, namespace: str | None, name: str) -> str:
-    """The key of a model's entry in the node's ConfigMap (OME format).
+    """The key of a model's entry in the node's ConfigMap, in the documented format (OME's code
+    today reads `ome_configmap_key` instead).
 
     `{namespace}_{name}` for namespaced kinds, `{name}` for cluster-scoped ones.
     """
     if not ModelKind(kind).namespaced or not namespace:
         return name
     return f"{namespace}_{name}"
+
+
+# --- OME's current node-report names -----------------------------------------------------------
+#
+# OME's code today (pkg/constants/constants.go) no longer reads the documented `models.ome/<uid>`
+# label and `{namespace}_{name}` key above: its InferenceService pods select nodes by a label
+# derived from the model's namespace and name, and its BaseModel controller looks up ConfigMap
+# entries by a key built the same way. Both shorten long names to a fixed budget by keeping the
+# name's tail behind a hash of the whole name. The functions below compute byte-for-byte what
+# OME's GetBaseModelLabel, GetClusterBaseModelLabel and GetModelConfigMapKey compute.
+
+OME_LABEL_DOMAIN = "models.ome.io"
+_OME_BASE_MODEL = "basemodel"
+_OME_CLUSTER_BASE_MODEL = "clusterbasemodel"
+# OME's budget for the label name after `models.ome.io/`: 63 less the domain and the slash.
+# Kubernetes would allow 63 for the name alone, but OME's figure is what its pods select on.
+_OME_LABEL_NAME_MAX = 49
+_OME_CONFIGMAP_KEY_MAX = 253  # Kubernetes' limit for a ConfigMap key
+_OME_HASH_CHARS = 8  # hex characters of the sha256 that stand in for a shortened name's head
+_OME_NAMESPACE_MIN = 8  # what a long namespace is cut to when namespace and name must share
+
+
+class ReportFormat(StrEnum):
+    """Which node reports to write: the documented formats, OME's current ones, or both.
+
+    Removal always removes every format, so changing this never strands an entry or a label."""
+
+    DOCS = "docs"  # `models.ome/<uid>` labels and `{namespace}_{name}` ConfigMap keys
+    OME = "ome"  # `models.ome.io/<namespace>.basemodel.<name>` labels and keys, ModelEntry values
+    BOTH = "both"
+
+    @property
+    def writes_docs(self) -> bool:
+        return self is not ReportFormat.OME
+
+    @property
+    def writes_ome(self) -> bool:
+        return self is not ReportFormat.DOCS
+
+
+def _ome_shorten(value: str, limit: int) -> str:
+    """`value` if it fits in `limit`, else the first 8 hex digits of its sha256, a dash and as much
+    of its tail as fits (or the hash alone, cut to `limit`, when no tail fits).
+
+    OME measures bytes; Kubernetes names are ASCII, so characters and bytes agree."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:_OME_HASH_CHARS]
+    tail = limit - _OME_HASH_CHARS - 1
+    if tail <= 0:
+        return digest[:limit]
+    return f"{digest}-{value[-tail:]}"
+
+
+def _ome_namespaced(namespace: str, name: str, *, limit: int) -> str:
+    """`{namespace}.basemodel.{name}` within `limit` characters, the way OME splits the budget: the
+    name gets priority, a namespace longer than 8 is cut to 8 (its hash alone)."""
+    budget = limit - len(_OME_BASE_MODEL) - 2  # the two dots around "basemodel"
+    if len(namespace) + len(name) > budget:
+        if budget < 2 * _OME_NAMESPACE_MIN:  # never with OME's limits; kept for fidelity
+            namespace_max = budget // 2
+        else:
+            namespace_max = min(len(namespace), _OME_NAMESPACE_MIN)
+        namespace = _ome_shorten(namespace, namespace_max)
+        name = _ome_shorten(name, budget - namespace_max)
+    return f"{namespace}.{_OME_BASE_MODEL}.{name}"
+
+
+def _ome_cluster_scoped(name: str, *, limit: int) -> str:
+    prefix = f"{_OME_CLUSTER_BASE_MODEL}."
+    return prefix + _ome_shorten(name, limit - len(prefix))
+
+
+def _ome_scope(kind: ModelKind | str, namespace: str | None) -> str | None:
+    """The namespace OME would use (None for a cluster-scoped model); refuses what OME never names."""
+    model_kind = ModelKind(kind)
+    if model_kind is ModelKind.FINE_TUNED_WEIGHT:
+        raise ValueError("OME reports no FineTunedWeight on nodes")
+    if model_kind.namespaced:
+        if not namespace:
+            raise ValueError("a BaseModel needs its namespace for OME's names")
+        return namespace
+    return None
+
+
+def ome_node_label_key(*, kind: ModelKind | str, namespace: str | None, name: str) -> str:
+    """The node label OME's InferenceService pods select on (`=Ready`):
+    `models.ome.io/{namespace}.basemodel.{name}` or `models.ome.io/clusterbasemodel.{name}`,
+    long names shortened as OME does."""
+    scope = _ome_scope(kind, namespace)
+    if scope is None:
+        return f"{OME_LABEL_DOMAIN}/{_ome_cluster_scoped(name, limit=_OME_LABEL_NAME_MAX)}"
+    return f"{OME_LABEL_DOMAIN}/{_ome_namespaced(scope, name, limit=_OME_LABEL_NAME_MAX)}"
+
+
+def ome_configmap_key(*, kind: ModelKind | str, namespace: str | None, name: str) -> str:
+    """The key OME's BaseModel controller reads in each node's ConfigMap:
+    `{namespace}.basemodel.{name}` or `clusterbasemodel.{name}`, at most 253 characters."""
+    scope = _ome_scope(kind, namespace)
+    if scope is None:
+        return _ome_cluster_scoped(name, limit=_OME_CONFIGMAP_KEY_MAX)
+    return _ome_namespaced(scope, name, limit=_OME_CONFIGMAP_KEY_MAX)
 
 
 # --- Temporal ---------------------------------------------------------------------------------

@@ -1,10 +1,20 @@
-"""What a node reports about a model, in exactly OME's formats.
+"""What a node reports about a model, in the documented formats and in OME's current ones.
 
-- A ConfigMap per node (name = node name, in the agent namespace, label
+OME's seed documents and its code today disagree, and a drop-in must satisfy both readers:
+
+- documented: a ConfigMap per node (name = node name, in the agent namespace, label
   `models.ome/basemodel-status: "true"`) with one key per model (`{namespace}_{name}` for a
   BaseModel, `{name}` for a ClusterBaseModel) whose value is JSON
-  `{"name", "status": Ready|Updating|Failed|Deleted, "config": {...parsed metadata...}}`.
-- A node label `models.ome/<model uid>=Ready|Updating|Failed`.
+  `{"name", "status": Ready|Updating|Failed|Deleted, "config": {...parsed metadata...}}`, and a
+  node label `models.ome/<model uid>=Ready|Updating|Failed`.
+- OME's code: the same ConfigMap, keyed `{namespace}.basemodel.{name}` / `clusterbasemodel.{name}`
+  with a `ModelEntry` value (`name`, `status`, `config` holding only `ModelConfig`'s fields and
+  types, `progress`), and a node label `models.ome.io/{namespace}.basemodel.{name}` /
+  `models.ome.io/clusterbasemodel.{name}` that InferenceService pods select on. Names are in
+  `modelferry.names`. OME names no FineTunedWeight: one gets only the documented formats.
+
+A `ReportFormat` picks which are written; every write also clears the formats not picked, and a
+removal clears all of them, so switching formats never strands an entry or a label.
 
 Pure functions: the activity reads the ConfigMap, applies these, and writes with conflict retries.
 """
@@ -12,25 +22,151 @@ Pure functions: the activity reads the ConfigMap, applies these, and writes with
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelferry.messages import ModelRef
-from modelferry.names import CONFIGMAP_STATUS_LABEL, configmap_key, node_label_key
+from modelferry.names import (
+    CONFIGMAP_STATUS_LABEL,
+    ModelKind,
+    ReportFormat,
+    configmap_key,
+    node_label_key,
+    ome_configmap_key,
+    ome_node_label_key,
+)
 from modelferry.spec.status import NodeModelStatus
 
-__all__ = ["NodeModelStatus", "entry_key", "entry_value"]
+__all__ = ["NodeModelStatus", "ReportFormat", "entry_key", "entry_value", "ome_entry_key", "ome_entry_value"]
+
+_INT32_MAX = 2**31 - 1
 
 
 def entry_key(ref: ModelRef) -> str:
     return configmap_key(kind=ref.kind, namespace=ref.namespace, name=ref.name)
 
 
+def _has_ome_names(ref: ModelRef) -> bool:
+    if ref.kind is ModelKind.CLUSTER_BASE_MODEL:
+        return True
+    return ref.kind is ModelKind.BASE_MODEL and bool(ref.namespace)
+
+
+def ome_entry_key(ref: ModelRef) -> str | None:
+    """OME's ConfigMap key for this model; None for what OME does not report (FineTunedWeight)."""
+    if not _has_ome_names(ref):
+        return None
+    return ome_configmap_key(kind=ref.kind, namespace=ref.namespace, name=ref.name)
+
+
+def ome_label_key(ref: ModelRef) -> str | None:
+    """OME's node label for this model; None for what OME does not report (FineTunedWeight)."""
+    if not _has_ome_names(ref):
+        return None
+    return ome_node_label_key(kind=ref.kind, namespace=ref.namespace, name=ref.name)
+
+
 def entry_value(*, ref: ModelRef, status: NodeModelStatus, config: Mapping[str, Any] | None) -> str:
+    """The documented entry: the parsed metadata as it is."""
     body: dict[str, Any] = {"name": ref.name, "status": status.value}
     if config:
         body["config"] = dict(config)
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+# --- OME's ModelEntry / ModelConfig -------------------------------------------------------------
+#
+# OME's controller decodes an entry into typed Go structs and skips the node's report when that
+# fails, so a value of the wrong type would cost a node, not a field. Each field is therefore
+# shaped to its Go type, and empty values are left out as Go's `omitempty` leaves them out.
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _texts(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    return [v for v in value if isinstance(v, str) and v] or None
+
+
+def _int32(value: Any) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _INT32_MAX
+    return value if ok else None
+
+
+def _name_version(value: Any) -> dict[str, str] | None:
+    """A `map[string]string` of the `name` and `version` OME reads from a format or framework."""
+    if not isinstance(value, Mapping):
+        return None
+    out = {k: value[k] for k in ("name", "version") if _text(value.get(k))}
+    return out or None
+
+
+# Our metadata key -> (ModelConfig's JSON name, shaper), in ModelConfig's field order. The names
+# coincide because our metadata follows OME's spec fields and ModelConfig reuses their JSON names;
+# our extra keys (parameterCount, dtype) have no ModelConfig field and are left out.
+_OME_MODEL_CONFIG: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "modelType": ("modelType", _text),
+    "modelArchitecture": ("modelArchitecture", _text),
+    "modelFramework": ("modelFramework", _name_version),
+    "modelFormat": ("modelFormat", _name_version),
+    "modelParameterSize": ("modelParameterSize", _text),
+    "maxTokens": ("maxTokens", _int32),
+    "modelCapabilities": ("modelCapabilities", _texts),
+    "apiCapabilities": ("apiCapabilities", _texts),
+    "quantization": ("quantization", _text),
+}
+
+
+def ome_model_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Our parsed metadata as OME's `ModelConfig` JSON: its field names and types, empties omitted."""
+    out: dict[str, Any] = {}
+    for ours, (theirs, shape) in _OME_MODEL_CONFIG.items():
+        value = shape((config or {}).get(ours))
+        if value is not None:
+            out[theirs] = value
+    return out
+
+
+def ome_entry_value(
+    *,
+    ref: ModelRef,
+    status: NodeModelStatus,
+    config: Mapping[str, Any] | None,
+    progress: Mapping[str, Any] | None = None,
+) -> str:
+    """OME's `ModelEntry` JSON, fields in its struct order. `progress` (OME's `DownloadProgress`:
+    phase, totalBytes, completedBytes, totalFiles, completedFiles, speedBytesPerSec, lastUpdated)
+    is optional there and omitted when None."""
+    body: dict[str, Any] = {"name": ref.name, "status": status.value}
+    shaped = ome_model_config(config)
+    if shaped:
+        body["config"] = shaped
+    if progress is not None:
+        body["progress"] = dict(progress)
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _entry_keys(ref: ModelRef) -> list[str]:
+    """Every key this model's entry may have, documented first."""
+    ome = ome_entry_key(ref)
+    return [entry_key(ref)] + ([ome] if ome is not None else [])
+
+
+def _recorded_config(data: Mapping[str, str], ref: ModelRef) -> dict[str, Any] | None:
+    for key in _entry_keys(ref):
+        try:
+            previous = json.loads(data[key]).get("config")
+        except (KeyError, ValueError, AttributeError):
+            continue
+        if isinstance(previous, dict):
+            return previous
+    return None
+
+
+CONFIGMAP_KEY_MAX = 253  # Kubernetes' limit on a ConfigMap data key
 
 
 def with_entry(
@@ -39,24 +175,30 @@ def with_entry(
     ref: ModelRef,
     status: NodeModelStatus,
     config: Mapping[str, Any] | None,
+    formats: ReportFormat = ReportFormat.BOTH,
 ) -> dict[str, str]:
-    """The ConfigMap data after setting this model's entry. A status change without new metadata
-    keeps the config already recorded (an Updating entry for a re-download keeps the old config)."""
-    out = dict(data or {})
-    key = entry_key(ref)
-    if config is None and key in out:
-        try:
-            previous = json.loads(out[key]).get("config")
-        except (ValueError, AttributeError):
-            previous = None
-        config = previous if isinstance(previous, dict) else None
-    out[key] = entry_value(ref=ref, status=status, config=config)
+    """The ConfigMap data after setting this model's entry in `formats` (and dropping it from the
+    others). A status change without new metadata keeps the config already recorded (an Updating
+    entry for a re-download keeps the old config), whichever format recorded it."""
+    out = without_entry(data, ref=ref)
+    if config is None:
+        config = _recorded_config(data or {}, ref)
+    docs_key = entry_key(ref)
+    # A documented key past Kubernetes' limit would make the API refuse the whole ConfigMap, and
+    # with it every other model's entry on the node: it is left out (OME's key is always valid).
+    if formats.writes_docs and len(docs_key) <= CONFIGMAP_KEY_MAX:
+        out[docs_key] = entry_value(ref=ref, status=status, config=config)
+    ome_key = ome_entry_key(ref)
+    if formats.writes_ome and ome_key is not None:
+        out[ome_key] = ome_entry_value(ref=ref, status=status, config=config)
     return out
 
 
 def without_entry(data: Mapping[str, str] | None, *, ref: ModelRef) -> dict[str, str]:
+    """The ConfigMap data without this model's entry, in every format."""
     out = dict(data or {})
-    out.pop(entry_key(ref), None)
+    for key in _entry_keys(ref):
+        out.pop(key, None)
     return out
 
 
@@ -64,8 +206,27 @@ def configmap_labels() -> dict[str, str]:
     return {CONFIGMAP_STATUS_LABEL: "true"}
 
 
+def _label_value(status: NodeModelStatus | None) -> str | None:
+    # Deleted removes the label: OME's readers only know Ready/Updating/Failed.
+    return None if status is None or status is NodeModelStatus.DELETED else status.value
+
+
 def node_label_patch(*, model_uid: str, status: NodeModelStatus | None) -> dict[str, Any]:
-    """A strategic-merge patch for the node; `None` removes the label. Deleted removes it too:
-    OME's scheduler only knows Ready/Updating/Failed."""
-    value = None if status in (None, NodeModelStatus.DELETED) else status.value  # type: ignore[union-attr]
-    return {"metadata": {"labels": {node_label_key(model_uid): value}}}
+    """A strategic-merge patch for the documented label only; `None` removes it, as does Deleted."""
+    return {"metadata": {"labels": {node_label_key(model_uid): _label_value(status)}}}
+
+
+def model_labels_patch(
+    *, ref: ModelRef, status: NodeModelStatus | None, formats: ReportFormat = ReportFormat.BOTH
+) -> dict[str, Any]:
+    """A strategic-merge patch setting this model's node labels in `formats` and removing the
+    others; `None` (or Deleted) removes them all. The documented label needs the uid: without one
+    it is left alone. The patch's label map is empty when there is nothing to write."""
+    value = _label_value(status)
+    labels: dict[str, str | None] = {}
+    if ref.uid:
+        labels[node_label_key(ref.uid)] = value if formats.writes_docs else None
+    ome = ome_label_key(ref)
+    if ome is not None:
+        labels[ome] = value if formats.writes_ome else None
+    return {"metadata": {"labels": labels}}

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelferry.names import AGENT_NAMESPACE_DEFAULT
+from modelferry.names import AGENT_NAMESPACE_DEFAULT, ReportFormat
 from modelferry.ownership import DEFAULT_MODELS_ROOTS
 
 
@@ -38,6 +38,9 @@ class TemporalSettings(_Section):
 class KubeSettings(_Section):
     kubeconfig: Path | None = None  # None: in-cluster config, then ~/.kube/config
     agent_namespace: str = AGENT_NAMESPACE_DEFAULT
+    # Node labels and ConfigMap entries: as OME's documents describe them, as OME's code reads
+    # them today, or both (removal clears every format, so changing this strands nothing).
+    report_formats: ReportFormat = ReportFormat.BOTH
 
 
 class WorkerMode(StrEnum):

@@ -60,7 +60,9 @@ async def connect_temporal(settings: Settings) -> Client:
 
 def control_activities(*, kube: KubeClient, settings: Settings) -> list[Any]:
     resources = ResourceActivities(kube=kube)
-    labels = LabelActivities(kube=kube, agent_namespace=settings.kube.agent_namespace)
+    labels = LabelActivities(
+        kube=kube, agent_namespace=settings.kube.agent_namespace, formats=settings.kube.report_formats
+    )
     workers = NodeWorkerActivities(kube=kube, settings=settings)
     return [
         resources.ensure_finalizer,

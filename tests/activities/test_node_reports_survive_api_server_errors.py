@@ -113,10 +113,11 @@ def test_fifty_models_finish_together_through_500s_and_409s(tmp_path):
 
         assert flaky.failed > 20, "the fault injection must actually have hit writes"
         entries = core.read_namespaced_config_map("gpu-1", "ome").data
-        assert len(entries) == MODELS
+        assert len(entries) == 2 * MODELS  # each model's documented entry and OME's (the default)
         node_labels = core.read_node("gpu-1").metadata.labels
         for ref in refs:
             assert json.loads(entries[f"{ref.namespace}_{ref.name}"])["status"] == "Ready"
+            assert json.loads(entries[f"{ref.namespace}.basemodel.{ref.name}"])["status"] == "Ready"
             assert node_labels[f"models.ome/{ref.uid}"] == "Ready"
             obj = custom.get_namespaced_custom_object(
                 "ome.io", "v1beta1", ref.namespace, "basemodels", ref.name

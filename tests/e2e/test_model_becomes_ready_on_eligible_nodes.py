@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelferry.names import FINALIZER, model_workflow_id
+from modelferry.names import FINALIZER, ModelKind, model_workflow_id, ome_node_label_key
 from tests.e2e.harness import cluster_model, running_pipeline, unique
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +44,13 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
         assert entry["name"] == name and entry["status"] == "Ready"
         assert entry["config"]["parameterCount"] == params
         assert p.node_labels("node-1")[f"models.ome/{uid}"] == "Ready"
+        # ...and in the formats OME's code reads (the default writes both)
+        ome_label = ome_node_label_key(kind=ModelKind.CLUSTER_BASE_MODEL, namespace=None, name=name)
+        ome_entry = p.configmap_entry("node-1", f"clusterbasemodel.{name}")
+        assert ome_entry["name"] == name and ome_entry["status"] == "Ready"
+        assert ome_entry["config"]["modelArchitecture"] == "LlamaForCausalLM"
+        assert "parameterCount" not in ome_entry["config"]  # not a field of OME's ModelConfig
+        assert p.node_labels("node-1")[ome_label] == "Ready"
 
         model_dir = p.node_roots["node-1"] / "raid" / "models" / name
         assert model_dir.is_symlink()
@@ -63,6 +70,8 @@ async def test_apply_to_ready_then_delete_cleans_up(tmp_path, one_node_cluster, 
         assert not (model_dir.parent / ".modelferry-versions" / name).exists()
         assert p.configmap_entry("node-1", name) is None
         assert f"models.ome/{uid}" not in p.node_labels("node-1")
+        assert p.configmap_entry("node-1", f"clusterbasemodel.{name}") is None
+        assert ome_label not in p.node_labels("node-1")
         if os.environ.get("MODELFERRY_RECORD_HISTORIES"):
             await record_histories(
                 p.client, model_workflow_id(kind="ClusterBaseModel", namespace=None, name=name)
