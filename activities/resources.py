@@ -1,5 +1,9 @@
 """Control-queue activities on the model resource itself: finalizer, placement plan, spec
-metadata and status. Each reads, calls a pure function, and writes only what changed."""
+metadata and status. Each reads, calls a pure function, and writes only what changed.
+
+Status has one writer, the model's workflow, and every write says which generation it describes:
+a write older than the status it would replace is refused, so a late write of generation N's
+Ready never hides what generation N+1 reported."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from modelferry.messages import (
     WriteSpecMetadataInput,
     WriteSpecMetadataResult,
 )
-from modelferry.modelstatus import merge_transition_times, status_changed
+from modelferry.modelstatus import merge_transition_times, observed_generation, status_changed
 from modelferry.names import FINALIZER
 from modelferry.placement import evaluate_placement
 
@@ -115,6 +119,17 @@ class ResourceActivities:
         try:
             current = self._kube.get_model(inp.ref).get("status")
         except KubeNotFoundError:
+            return WriteModelStatusResult(written=False)
+        generation = observed_generation(inp.status) if inp.generation is None else inp.generation
+        if observed_generation(current) > generation:
+            # The status already describes a newer generation: never go back (a write that was
+            # delayed, retried or replayed must not undo what a later one said).
+            activity.logger.info(
+                "%s: status for generation %d not written, it already describes generation %d",
+                inp.ref.display(),
+                generation,
+                observed_generation(current),
+            )
             return WriteModelStatusResult(written=False)
         if not status_changed(current, inp.status):
             return WriteModelStatusResult(written=False)

@@ -125,14 +125,31 @@ class PipelineOptions(_Message):
     max_history_events: int = 5_000  # continue-as-new past this (well below Temporal's limits)
 
 
+class InvalidRevision(_Message):
+    """A generation of a resource the watcher refused (signal `mark_invalid`): the field at fault
+    and the rule it breaks. The model's workflow, the one writer of status, reports it."""
+
+    generation: int
+    field: str = ""  # a dotted path such as `spec.storage.path`; empty when no one field is at fault
+    rule: str
+    uid: str = ""
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.rule}" if self.field else self.rule
+
+
 class ModelWorkflowInput(_Message):
     ref: ModelRef
+    # Generation 0 without a spec when the run was started to report an invalid spec of a resource
+    # never applied (`InvalidRevision`), or to clean up one whose spec was never seen.
     revision: ModelRevision
     # Carried over continue_as_new so the new run knows what is already on which node.
     nodes: dict[str, NodeOutcome] = Field(default_factory=dict)
     delete_requested: bool = False
     spec_metadata_written_for: str = ""  # delivery fingerprint whose metadata reached the spec
     options: PipelineOptions = Field(default_factory=PipelineOptions)
+    invalid: InvalidRevision | None = None  # a refused generation newer than `revision`
 
 
 # --- control-queue activities ----------------------------------------------------------------
@@ -185,11 +202,14 @@ class WriteSpecMetadataResult(_Result):
 class WriteModelStatusInput(_Message):
     ref: ModelRef
     status: dict[str, Any]
+    # The generation `status` describes; None in inputs recorded before this field: then the
+    # status's own observedGeneration. A status describing a newer generation is never overwritten.
+    generation: int | None = None
 
 
 class WriteModelStatusResult(_Result):
     _BARE_FIELD = "written"
-    written: bool = False  # False: unchanged (or the resource is gone)
+    written: bool = False  # False: unchanged, describes an older generation, or the resource is gone
 
 
 class SetNodeModelStatusInput(_Message):

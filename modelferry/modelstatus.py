@@ -20,6 +20,8 @@ STATE_CREATING = ModelState.CREATING.value
 STATE_READY = ModelState.READY.value
 STATE_FAILED = ModelState.FAILED.value
 
+INVALID_SPEC_REASON = "InvalidSpec"  # Ready=False because the newest generation's spec is refused
+
 _MAX_MESSAGE = 1024  # conditions are for humans; keep the object small
 
 
@@ -113,6 +115,32 @@ def desired_status(
         # OME's CRD knows no Deleting state: leave `state` as it was and say it in the conditions.
         del status["state"]
     return status
+
+
+def invalid_status(base: Mapping[str, Any] | None, *, generation: int, message: str) -> dict[str, Any]:
+    """The status that reports generation `generation` as refused (InvalidSpec): state Failed,
+    `Ready=False` with the field and rule as message, and observedGeneration `generation`.
+
+    Everything else in `base` (the status of what is on the nodes: the previous version keeps
+    serving) is kept as it is, other conditions included; the Ready condition is replaced where it
+    stood, or appended.
+    """
+    ready = _condition("Ready", False, INVALID_SPEC_REASON, message, generation)
+    conditions = [dict(c) for c in ((base or {}).get("conditions") or [])]
+    at = next((i for i, c in enumerate(conditions) if c.get("type") == "Ready"), None)
+    if at is None:
+        conditions.append(ready)
+    else:
+        conditions[at] = ready
+    return {**(base or {}), "state": STATE_FAILED, "observedGeneration": generation, "conditions": conditions}
+
+
+def observed_generation(status: Mapping[str, Any] | None) -> int:
+    """The generation a status describes (0 when it says none, or garbage)."""
+    try:
+        return int((status or {}).get("observedGeneration") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _comparable(status: Mapping[str, Any] | None) -> dict[str, Any]:

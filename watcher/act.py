@@ -1,8 +1,10 @@
 """Carry out one decision of `watcher.decide`, and retry it with backoff while retrying can help.
 
-Apply, Delete and PlacementChanged go to the `WorkflowGateway` (Temporal); MarkInvalid writes the
-resource's status subresource through the Kubernetes client: state Failed and a `Ready=False`
-condition with reason InvalidSpec naming the field and the rule, for the generation it judged.
+Every decision goes to the `WorkflowGateway` (Temporal). MarkInvalid too: the watcher writes no
+status, since a status with two writers goes back in time (the watcher reporting generation N+1
+invalid, then the workflow finishing generation N's Ready over it). It signals the model's
+workflow, started if none runs, with the generation, field and rule; the workflow writes state
+Failed and a `Ready=False` condition with reason InvalidSpec for that generation.
 
 Retrying follows the two kinds of `modelferry.errors`: a temporary error (Temporal or the API
 server down, a conflict, anything unknown) is retried with capped exponential backoff, honouring
@@ -20,16 +22,12 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from modelferry.errors import TemporaryError, is_retryable
-from modelferry.names import ModelKind
-from modelferry.spec.status import ModelState
+from modelferry.messages import InvalidRevision
 from watcher.decide import (
-    INVALID_SPEC_REASON,
-    READY_CONDITION,
     Apply,
     Decision,
     Delete,
@@ -40,14 +38,6 @@ from watcher.decide import (
 from watcher.gateway import WorkflowGateway
 
 log = logging.getLogger(__name__)
-
-
-class StatusWriter(Protocol):
-    """Writes a model's status subresource (blocking; implemented by `watcher.kube.KubeClient`)."""
-
-    def patch_model_status(
-        self, *, kind: ModelKind, namespace: str | None, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -71,41 +61,17 @@ class Outcome(StrEnum):
     SUPERSEDED = "superseded"  # a newer event for the object arrived while retrying
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def invalid_status_patch(decision: MarkInvalid, *, now: datetime) -> dict[str, Any]:
-    """The merge patch for the status subresource: Failed, Ready=False/InvalidSpec, other
-    conditions kept as they are (a merge patch replaces the whole list)."""
-    previous = next((c for c in decision.conditions if c.get("type") == READY_CONDITION), None)
-    since = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if previous is not None and previous.get("status") == "False" and previous.get("lastTransitionTime"):
-        since = str(previous["lastTransitionTime"])  # still False: the transition happened earlier
-    ready = {
-        "type": READY_CONDITION,
-        "status": "False",
-        "reason": INVALID_SPEC_REASON,
-        "message": decision.message,
-        "lastTransitionTime": since,
-        "observedGeneration": decision.generation,
-    }
-    others = [dict(c) for c in decision.conditions if c.get("type") != READY_CONDITION]
-    return {
-        "status": {
-            "state": ModelState.FAILED.value,
-            "observedGeneration": decision.generation,
-            "conditions": [*others, ready],
-        }
-    }
+def invalid_revision(decision: MarkInvalid) -> InvalidRevision:
+    """What the workflow is told about a refused generation: which one, and the field and rule."""
+    return InvalidRevision(
+        generation=decision.generation, field=decision.field, rule=decision.rule, uid=decision.ref.uid
+    )
 
 
 async def carry_out(
     decision: Decision,
     *,
     gateway: WorkflowGateway,
-    status_writer: StatusWriter,
-    now: Callable[[], datetime] = _utc_now,
 ) -> None:
     """Perform one decision once; raises whatever the gateway or the API raised."""
     match decision:
@@ -116,14 +82,7 @@ async def carry_out(
         case PlacementChanged(ref=ref, reason=reason):
             await gateway.placement_changed(ref=ref, reason=reason)
         case MarkInvalid(ref=ref):
-            body = invalid_status_patch(decision, now=now())
-            await asyncio.to_thread(
-                status_writer.patch_model_status,
-                kind=ref.kind,
-                namespace=ref.namespace,
-                name=ref.name,
-                body=body,
-            )
+            await gateway.mark_invalid(ref=ref, invalid=invalid_revision(decision))
         case Ignore():
             pass
 
@@ -132,7 +91,6 @@ async def carry_out_with_retry(
     decision: Decision,
     *,
     gateway: WorkflowGateway,
-    status_writer: StatusWriter,
     backoff: Backoff,
     superseded: Callable[[], bool] = lambda: False,
     slots: asyncio.Semaphore | None = None,
@@ -147,7 +105,7 @@ async def carry_out_with_retry(
     while True:
         try:
             async with slots or contextlib.nullcontext():
-                await carry_out(decision, gateway=gateway, status_writer=status_writer)
+                await carry_out(decision, gateway=gateway)
             if attempt:
                 log.info("%s succeeded after %d retries", _describe(decision), attempt)
             return Outcome.DONE

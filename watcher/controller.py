@@ -28,7 +28,6 @@ from watcher.act import (
     DEFAULT_BACKOFF,
     Backoff,
     Outcome,
-    StatusWriter,
     carry_out_with_retry,
     describe_decisions,
 )
@@ -60,7 +59,6 @@ class Controller:
         self,
         *,
         source: ListWatch,
-        status_writer: StatusWriter,
         gateway: WorkflowGateway,
         kinds: Sequence[ModelKind] = tuple(ModelKind),
         resync_seconds: float = 300.0,
@@ -74,7 +72,6 @@ class Controller:
         """`on_decided(event, decisions, all_done)` is called after each event was handled."""
         self.known = Known()
         self._admission = admission or AdmissionPolicy()
-        self._status_writer = status_writer
         self._gateway = gateway
         self._backoff = backoff
         self._slots = asyncio.Semaphore(max_parallel)
@@ -185,7 +182,6 @@ class Controller:
         return await carry_out_with_retry(
             decision,
             gateway=self._gateway,
-            status_writer=self._status_writer,
             backoff=self._backoff,
             superseded=superseded,
             slots=self._slots,

@@ -11,8 +11,8 @@ Rules for a model event (ADDED, MODIFIED, or a periodic RESYNC):
   → Ignore: nothing of ours blocks the deletion, and the DELETED event that follows cleans up.
 - the spec does not parse, or the installation's admission policy refuses it (tenancy of a
   claim, the models roots: `modelferry.admission`) → MarkInvalid(field, rule) once per
-  generation, and not at all when the status already says exactly that (so our own status
-  write does not loop).
+  generation, and not at all when the status already says exactly that (so the workflow's
+  status write, which reports it, does not loop).
 - a uid or a generation newer than the one applied → Apply; a new uid under a known name also
   Deletes the old incarnation first.
 - the generation already applied → Ignore. That covers our own and the workflows' status writes
@@ -37,12 +37,12 @@ from typing import Any
 from modelferry.admission import AdmissionPolicy, check_admission
 from modelferry.errors import InvalidSpecError
 from modelferry.messages import ModelRef, ModelRevision
+from modelferry.modelstatus import INVALID_SPEC_REASON
 from modelferry.names import FINALIZER, ModelKey, ModelKind
 from modelferry.placement import evaluate_placement
 from modelferry.spec.affinity import NodeAffinity
 from modelferry.spec.parse import parse_resource
 
-INVALID_SPEC_REASON = "InvalidSpec"
 READY_CONDITION = "Ready"
 
 
@@ -145,7 +145,6 @@ class MarkInvalid:
     generation: int
     field: str
     rule: str
-    conditions: tuple[Mapping[str, Any], ...] = ()  # the status conditions as they are now
 
     @property
     def message(self) -> str:
@@ -266,7 +265,6 @@ def _decide_invalid(
         generation=generation,
         field=error.field or "",
         rule=error.reason,
-        conditions=tuple(_conditions(obj)),
     )
     if known is not None and known.invalid_generation == generation:
         return [Ignore("invalid spec already reported for this generation")]

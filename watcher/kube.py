@@ -193,34 +193,6 @@ class KubeClient:
         )
         return WatchStream(response, what=what)
 
-    # --- model status -----------------------------------------------------------------------
-
-    def patch_model_status(
-        self, *, kind: ModelKind, namespace: str | None, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Merge-patch the status subresource of one model resource."""
-        what = f"patch {kind.plural}/{name} status"
-        if kind.namespaced:
-            return self._call(
-                what,
-                self._custom.patch_namespaced_custom_object_status,
-                API_GROUP,
-                API_VERSION,
-                namespace,
-                kind.plural,
-                name,
-                body,
-            )
-        return self._call(
-            what,
-            self._custom.patch_cluster_custom_object_status,
-            API_GROUP,
-            API_VERSION,
-            kind.plural,
-            name,
-            body,
-        )
-
     # --- leases -----------------------------------------------------------------------------
 
     def read_lease(self, *, namespace: str, name: str) -> dict[str, Any]:

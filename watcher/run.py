@@ -70,7 +70,6 @@ async def run_watcher(
     async def work() -> None:
         controller = Controller(
             source=kube,
-            status_writer=kube,
             gateway=gateway,
             kinds=kinds,
             resync_seconds=resync_seconds,

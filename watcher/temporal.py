@@ -8,6 +8,9 @@ creates a duplicate. Search attributes set at start make a model's history finda
 Every Apply also hands a running workflow this watcher's `PipelineOptions` (built from its settings
 by `modelferry.options.pipeline_options`): a workflow keeps its options across continue-as-new, so
 without this a changed setting would never reach a model that is already running.
+
+A refused spec is signalled the same way (`mark_invalid`), so the workflow, the one writer of a
+resource's status, reports it, and a resource never applied still gets a run that does.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from temporalio.common import (
 )
 from temporalio.service import RPCStatusCode
 
-from modelferry.messages import ModelRef, ModelRevision, ModelWorkflowInput, PipelineOptions
+from modelferry.messages import (
+    InvalidRevision,
+    ModelRef,
+    ModelRevision,
+    ModelWorkflowInput,
+    PipelineOptions,
+)
 from modelferry.names import CONTROL_TASK_QUEUE, model_workflow_id
 from workflows.model import ModelWorkflow
 from workflows.policies import SA_MODEL_KIND, SA_MODEL_NAME, SA_MODEL_NAMESPACE, SA_STORAGE_URI
@@ -37,7 +46,11 @@ class TemporalGateway:
         self._options = options
 
     async def _signal_with_start(
-        self, *, inp: ModelWorkflowInput, signal: str, args: list[ModelRevision] | None = None
+        self,
+        *,
+        inp: ModelWorkflowInput,
+        signal: str,
+        args: list[ModelRevision] | list[InvalidRevision] | None = None,
     ) -> None:
         """Start the model's workflow if none runs, then deliver `signal` (to it or the running one)."""
         ref = inp.ref
@@ -75,6 +88,19 @@ class TemporalGateway:
             inp=ModelWorkflowInput(ref=ref, revision=revision, options=self._options),
             signal="apply_revision",
             args=[revision],
+        )
+
+    async def mark_invalid(self, *, ref: ModelRef, invalid: InvalidRevision) -> None:
+        # A resource never applied has no workflow yet: this starts one, with no spec (nothing to
+        # deliver), whose first status write reports the refusal.
+        await self._signal_with_start(
+            inp=ModelWorkflowInput(
+                ref=ref,
+                revision=ModelRevision(generation=0, spec=None, uid=ref.uid),
+                options=self._options,
+            ),
+            signal="mark_invalid",
+            args=[invalid],
         )
 
     def _handle(self, ref: ModelRef) -> WorkflowHandle:

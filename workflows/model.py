@@ -4,6 +4,11 @@ It holds the latest revision the watcher signalled, plans placement, and runs on
 child per node that must get (or lose) the model, in parallel. It writes parsed metadata into the
 spec once per delivery (not once per node), and the aggregated status whenever it changes. On a
 delete request it removes the model from every node it reached, then releases the finalizer.
+
+It is the one writer of the resource's status. A generation the watcher refused arrives as
+`mark_invalid` (signal-with-start, so a resource never applied gets a run that reports it): from
+then on every status write describes that generation (InvalidSpec), while what is already on the
+nodes stays and keeps serving, until a newer valid generation is applied.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from modelferry.lifecycle import delivery_fingerprint
     from modelferry.messages import (
         EnsureFinalizerInput,
+        InvalidRevision,
         ModelRevision,
         ModelWorkflowInput,
         NodeAction,
@@ -31,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         WriteModelStatusInput,
         WriteSpecMetadataInput,
     )
-    from modelferry.modelstatus import desired_status
+    from modelferry.modelstatus import desired_status, invalid_status
     from modelferry.names import CONTROL_TASK_QUEUE, node_workflow_id
     from modelferry.nodestatus import NodeModelStatus
     from workflows.failures import describe_failure
@@ -46,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Patches (workflow.patched): each changes the commands a running workflow issues.
 PATCH_OPTIONS_FROM_WATCHER = "model-options-from-watcher-v1"  # `apply_options` replaces the options
+PATCH_INVALID_SPEC_STATUS = "model-invalid-spec-status-v1"  # `mark_invalid`: InvalidSpec status
 
 
 @workflow.defn(name="ModelWorkflow")
@@ -63,6 +70,8 @@ class ModelWorkflow:
         self._metadata_written_for = ""
         self._state = ""
         self._started_for_delete = False
+        self._invalid: InvalidRevision | None = None  # the newest generation the watcher refused
+        self._status_due = False  # a refusal arrived that the status does not say yet
 
     # --- signals and queries ----------------------------------------------------------------
 
@@ -72,6 +81,32 @@ class ModelWorkflow:
         if current is None or revision.uid != current.uid or revision.generation > current.generation:
             self._revision = revision
             self._dirty = True
+
+    @workflow.signal(name="mark_invalid")
+    def mark_invalid(self, invalid: InvalidRevision) -> None:
+        """The watcher refused a generation's spec. Nothing on the nodes changes (the version there
+        keeps serving); the status reports the refusal until a newer generation is applied."""
+        if not self._newer(invalid) or not workflow.patched(PATCH_INVALID_SPEC_STATUS):
+            return
+        workflow.logger.info("generation %d refused: %s", invalid.generation, invalid.message)
+        self._invalid = invalid
+        self._status_due = True
+        self._dirty = True
+
+    def _newer(self, invalid: InvalidRevision) -> bool:
+        known = self._invalid
+        if known is not None and invalid.uid == known.uid and invalid.generation <= known.generation:
+            return False
+        return self._after_revision(invalid)
+
+    def _after_revision(self, invalid: InvalidRevision) -> bool:
+        current = self._revision
+        return current is None or invalid.uid != current.uid or invalid.generation > current.generation
+
+    def _refused(self) -> InvalidRevision | None:
+        """The refused generation the status must describe: one newer than the revision applied."""
+        invalid = self._invalid
+        return invalid if invalid is not None and self._after_revision(invalid) else None
 
     @workflow.signal(name="apply_options")
     def apply_options(self, options: PipelineOptions) -> None:
@@ -108,6 +143,8 @@ class ModelWorkflow:
         self._metadata_written_for = inp.spec_metadata_written_for
         self._delete = self._delete or inp.delete_requested
         self._started_for_delete = inp.delete_requested and not inp.nodes
+        if inp.invalid is not None and self._newer(inp.invalid):
+            self._invalid = inp.invalid  # carried over continue-as-new
         if not self._delete:
             await self._best_effort(ResourceActivities.ensure_finalizer, EnsureFinalizerInput(ref=self._ref))
         control_failed = False
@@ -136,6 +173,7 @@ class ModelWorkflow:
                         delete_requested=self._delete,
                         spec_metadata_written_for=self._metadata_written_for,
                         options=self._options,
+                        invalid=self._refused(),
                     )
                 )
             retry_failed = any(
@@ -190,6 +228,10 @@ class ModelWorkflow:
     async def _reconcile(self) -> None:
         revision = self._revision
         assert revision is not None
+        if revision.spec is None:
+            # Started to report a refused spec of a resource never applied: nothing to deliver.
+            await self._write_status([], PlanPlacementResult())
+            return
         fingerprint = delivery_fingerprint(revision.spec)
         plan = await self._plan()
         to_remove = sorted(n for n in self._nodes if n not in plan.eligible)
@@ -209,7 +251,14 @@ class ModelWorkflow:
         # Children run while signals keep arriving: a delete, or a revision that changes where the
         # bytes come from, cancels the in-flight node work instead of waiting hours for it.
         batch = asyncio.ensure_future(asyncio.gather(*runs))
-        await workflow.wait_condition(lambda: batch.done() or self._delete or self._superseded(fingerprint))
+        while True:
+            await workflow.wait_condition(
+                lambda: batch.done() or self._delete or self._superseded(fingerprint) or self._status_due
+            )
+            if batch.done() or self._delete or self._superseded(fingerprint):
+                break
+            # A refusal arrived while node work runs: the status says so now, not hours later.
+            await self._write_status(plan.eligible, plan)
         if not batch.done():
             batch.cancel()
         try:
@@ -282,20 +331,31 @@ class ModelWorkflow:
         self, eligible: list[str], plan: PlanPlacementResult, *, deleting: bool = False
     ) -> None:
         assert self._revision is not None
+        self._status_due = False
+        refused = self._refused()
         disabled = bool(self._revision.spec and self._revision.spec.disabled)
         reasons = "; ".join(f"{n}: {r}" for n, r in sorted(plan.excluded.items())[:5])
+        generation = self._revision.generation
+        if refused is not None and deleting:
+            generation = refused.generation  # a write about an older generation would be refused
         status = desired_status(
-            generation=self._revision.generation,
+            generation=generation,
             eligible=eligible,
             outcomes=self._nodes,
             no_nodes_reason="Disabled" if disabled else "NoEligibleNodes",
             no_nodes_message="the model is disabled" if disabled else (reasons or "the cluster has no nodes"),
             deleting=deleting,
         )
+        if refused is not None and not deleting:
+            # Every write describes the newest generation: the refused one, never an older Ready.
+            # A run that never had a spec reports the refusal alone, as nothing is on any node.
+            base = status if self._revision.spec is not None else None
+            status = invalid_status(base, generation=refused.generation, message=refused.message)
         if status == self._last_status:
             return
         if not await self._best_effort(
-            ResourceActivities.write_model_status, WriteModelStatusInput(ref=self._ref, status=status)
+            ResourceActivities.write_model_status,
+            WriteModelStatusInput(ref=self._ref, status=status, generation=status["observedGeneration"]),
         ):
             return  # written on the next change or reconcile
         self._last_status = status

@@ -139,7 +139,9 @@ class NodeWorkflow:
                 )
         except ActivityError as err:
             failure = describe_failure(err)
-            workflow.logger.warning("node %s failed: %s: %s", inp.node, failure.reason, failure.message)
+            workflow.logger.warning(
+                "%s failed on node %s: %s: %s", inp.ref.display(), inp.node, failure.reason, failure.message
+            )
             await self._label(inp, NodeModelStatus.FAILED)
             return NodeOutcome(
                 node=inp.node,
@@ -151,6 +153,14 @@ class NodeWorkflow:
                 retryable=failure.heals if workflow.patched(PATCH_FAILURES_HEAL) else failure.retryable,
             )
         await self._label(inp, NodeModelStatus.READY, config=parsed.metadata)
+        # The one line a delivery prints when it succeeds (workflow.logger is silent on replay).
+        workflow.logger.info(
+            "%s ready on node %s: version %s, %d bytes",
+            inp.ref.display(),
+            inp.node,
+            version,
+            downloaded.total_bytes,
+        )
         return NodeOutcome(
             node=inp.node,
             state=NodeModelStatus.READY.value,

@@ -27,9 +27,6 @@ CALLS: dict[str, Callable[[Any], object]] = {
         NODES, resource_version="1", timeout_seconds=5
     ),
     "watcher read lease": lambda api: WatcherKube(api).read_lease(namespace="ome", name="lease"),
-    "watcher patch status": lambda api: WatcherKube(api).patch_model_status(
-        kind=ModelKind.BASE_MODEL, namespace="team-a", name="m1", body={"status": {}}
-    ),
     "activities list nodes (metadata)": lambda api: ActivitiesKube(api).list_nodes(),
     "activities get model": lambda api: ActivitiesKube(api).get_model(REF),
     "activities get configmap": lambda api: ActivitiesKube(api).get_configmap("ome", "gpu-1"),

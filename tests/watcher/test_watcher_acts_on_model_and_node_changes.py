@@ -1,5 +1,6 @@
 """The watcher end to end over a cluster backend, with a recording gateway: what reaches Temporal
-(and the status subresource) for each kind of change, and that one stuck object blocks no other."""
+for each kind of change, and that one stuck object blocks no other. The watcher writes no status:
+the gateway stands in for the model's workflow, which writes a refused spec's InvalidSpec."""
 
 from __future__ import annotations
 
@@ -101,7 +102,9 @@ async def test_malformed_resource_is_marked_failed_and_the_next_one_still_applie
         assert ready["message"].startswith("spec.storage.storageUri: ")
         assert "ftp" in ready["message"]
         assert ready["observedGeneration"] == status["observedGeneration"] == 1
-        # Our status write comes back as MODIFIED with the same generation: no second write.
+        [(_, ref, invalid)] = w.gateway.of("invalid")  # the workflow was told, and only it wrote
+        assert (ref.name, invalid.generation, invalid.field) == ("broken", 1, "spec.storage.storageUri")
+        # The workflow's status write comes back as MODIFIED with the same generation: no second signal.
         await w.settled("broken", 2)
         await asyncio.sleep(0.2)
         assert [type(d) for d in w.handled_for("broken")[1][1]] == [Ignore]

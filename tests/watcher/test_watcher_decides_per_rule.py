@@ -230,7 +230,6 @@ def test_mark_invalid_names_field_and_rule() -> None:
     assert "unsupported scheme 'ftp'" in decision.rule
     assert decision.message.startswith("spec.storage.storageUri: storage URI 'ftp://nope'")
     assert decision.generation == 5
-    assert decision.conditions == ({"type": "Other", "status": "True"},)
 
 
 def test_new_uid_deletes_the_old_ref() -> None:

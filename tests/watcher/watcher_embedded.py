@@ -9,6 +9,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from activities.kube import KubeClient as ActivitiesKubeClient
 from modelferry.apiserver.testing import api_client, running_apiserver
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
 from watcher.kube import KubeClient, Listing, ResourceType, WatchStream
@@ -25,7 +26,7 @@ class EmbeddedBackend:
         self.api_client = api_client(self.server)
         self.kube = KubeClient(self.api_client)
         self.source: Any = self.kube
-        self.status_writer: Any = self.kube
+        self.status_writer: Any = ActivitiesKubeClient(self.api_client)  # the workflow's writer
         self._custom = k8s.CustomObjectsApi(self.api_client)
         self._core = k8s.CoreV1Api(self.api_client)
         for ns in NAMESPACES:

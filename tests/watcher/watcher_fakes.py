@@ -21,7 +21,8 @@ from modelferry.errors import (
     KubeUnavailableError,
     TemporaryError,
 )
-from modelferry.messages import ModelRef, ModelRevision
+from modelferry.messages import InvalidRevision, ModelRef, ModelRevision
+from modelferry.modelstatus import invalid_status, merge_transition_times
 from modelferry.names import ModelKind
 from watcher.kube import Listing, ResourceType
 
@@ -36,12 +37,17 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str =
 
 @dataclass
 class RecordingGateway:
-    """Records every call; `down` names models whose calls fail as if Temporal were unreachable."""
+    """Records every call; `down` names models whose calls fail as if Temporal were unreachable.
+
+    With `statuses` (a backend's status writer) it also stands in for the model's workflow on
+    `mark_invalid`: it writes the InvalidSpec status the workflow writes for a resource it never
+    delivered (`modelstatus.invalid_status`, stamped as the status activity stamps it)."""
 
     calls: list[tuple[str, ModelRef, Any]] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)  # raised, in order, before succeeding
     down: set[str] = field(default_factory=set)
     attempts: int = 0
+    statuses: Any = None
 
     def _maybe_fail(self, ref: ModelRef) -> None:
         self.attempts += 1
@@ -53,6 +59,15 @@ class RecordingGateway:
     async def apply_model(self, *, ref: ModelRef, revision: ModelRevision) -> None:
         self._maybe_fail(ref)
         self.calls.append(("apply", ref, revision))
+
+    async def mark_invalid(self, *, ref: ModelRef, invalid: InvalidRevision) -> None:
+        self._maybe_fail(ref)
+        self.calls.append(("invalid", ref, invalid))
+        if self.statuses is not None:
+            status = invalid_status(None, generation=invalid.generation, message=invalid.message)
+            stamped = merge_transition_times(None, status, now="2026-11-22T12:00:00Z")
+            # Stands in for the model workflow, the one writer of status.
+            await asyncio.to_thread(self.statuses.patch_model_status, ref, stamped)
 
     async def delete_model(self, *, ref: ModelRef) -> None:
         self._maybe_fail(ref)
@@ -169,11 +184,10 @@ class FakeCluster:
             self.streams.append(stream)
             return stream
 
-    # --- StatusWriter -----------------------------------------------------------------------
+    # --- what the model workflow's status activity does (activities.kube.KubeClient) --------
 
-    def patch_model_status(
-        self, *, kind: ModelKind, namespace: str | None, name: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    def patch_model_status(self, ref: ModelRef, status: dict[str, Any]) -> dict[str, Any]:
+        kind, namespace, name, body = ref.kind, ref.namespace, ref.name, {"status": status}
         with self.cond:
             obj = self.objects.get((kind.plural, namespace or "", name))
             if obj is None:

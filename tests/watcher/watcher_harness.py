@@ -38,12 +38,11 @@ class Watching:
 async def watching(
     backend: Any, gateway: RecordingGateway | None = None, **kwargs: Any
 ) -> AsyncIterator[Watching]:
-    gateway = gateway or RecordingGateway()
+    gateway = gateway or RecordingGateway(statuses=backend.status_writer)  # writes InvalidSpec
     handled: list[Handled] = []
     options: dict[str, Any] = {"backoff": FAST, "informer_backoff_max": 0.2, **kwargs}
     controller = Controller(
         source=backend.source,
-        status_writer=backend.status_writer,
         gateway=gateway,
         on_decided=lambda event, decisions, done: handled.append((event, decisions, done)),
         **options,
