@@ -78,6 +78,9 @@ def build_worker_job(
     for i, root in enumerate(r for r in settings.policy.models_roots if r != models_root):
         volumes.append({"name": f"models-{i}", "hostPath": {"path": root, "type": "DirectoryOrCreate"}})
         mounts.append({"name": f"models-{i}", "mountPath": root})
+    # The root filesystem is read-only; temporary files go to memory-backed scratch space.
+    volumes.append({"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
     if claim_name:
         mount_path = f"{PVC_MOUNT_ROOT}/{claim_name}"
         volumes.append(
@@ -112,7 +115,15 @@ def build_worker_job(
                             "args": args,
                             "env": env,
                             "volumeMounts": mounts,
-                            "securityContext": {"allowPrivilegeEscalation": False},
+                            # Root, to write models roots the kubelet created root:root 0755,
+                            # but with no capability and nothing else writable (as the DaemonSet).
+                            "securityContext": {
+                                "runAsUser": 0,
+                                "runAsGroup": 0,
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
                         }
                     ],
                     "volumes": volumes,
