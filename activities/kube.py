@@ -145,6 +145,12 @@ class KubeClient:
             body,
         )
 
+    def ping(self) -> None:
+        """Raise unless the API server answers (the controller's readiness probe)."""
+        get_json(
+            self._api, "/version", what="read the API server's version", timeout=self._timeouts.request()
+        )
+
     # --- nodes ------------------------------------------------------------------------------
 
     def list_nodes(self) -> list[tuple[str, dict[str, str]]]:

@@ -125,6 +125,14 @@ class PolicySettings(_Section):
         return roots
 
 
+class HealthSettings(_Section):
+    """Where `modelferry controller` answers its probes (`/healthz`, `/readyz`)."""
+
+    # 127.0.0.1 unless told otherwise; a cluster install (deploy/config) opens it to the kubelet.
+    bind_address: str = "127.0.0.1"
+    port: int | None = Field(default=8081, ge=0, le=65535)  # None: no health server
+
+
 class Settings(_Section):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     kube: KubeSettings = Field(default_factory=KubeSettings)
@@ -133,6 +141,7 @@ class Settings(_Section):
     download: DownloadSettings = Field(default_factory=DownloadSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     def cluster_claim_namespaces(self) -> list[str]:
         allowed = self.policy.cluster_claim_namespaces

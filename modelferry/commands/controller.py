@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient
     from modelferry.admission import admission_policy
+    from modelferry.commands.health import Health, serve_health
     from modelferry.commands.runtime import build_control_worker, connect_temporal
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
@@ -46,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
         kube = KubeClient(api_client)
         options = pipeline_options(settings)
         worker = build_control_worker(client=client, kube=kube, settings=settings)
-        async with worker:
-            await run_watcher(
+        worker_task = asyncio.create_task(worker.run(), name="control worker")
+        watcher_task = asyncio.create_task(
+            run_watcher(
                 api_client=api_client,
                 gateway=TemporalGateway(client=client, options=options),
                 stop=stop,
@@ -56,7 +59,39 @@ def run(args: argparse.Namespace) -> int:
                 leader_election=not args.no_leader_election,
                 resync_seconds=args.resync_seconds,
                 admission=admission_policy(settings),
-            )
-        return 0
+            ),
+            name="watcher",
+        )
+
+        async def temporal_serving() -> None:
+            if not await client.service_client.check_health():
+                raise RuntimeError("Temporal's health check says it is not serving")
+
+        health = Health(
+            tasks={"watcher": watcher_task, "control worker": worker_task},  # type: ignore[dict-item]
+            checks={"temporal": temporal_serving, "kubernetes": lambda: asyncio.to_thread(kube.ping)},
+        )
+        server = None
+        if settings.health.port is not None:
+            server = await serve_health(health, host=settings.health.bind_address, port=settings.health.port)
+        try:
+            await asyncio.wait({watcher_task, worker_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            if server is not None:
+                server.close()
+            if not worker_task.done():
+                await worker.shutdown()
+            for task in (watcher_task, worker_task):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=30)
+        failed = [
+            t.get_name()
+            for t in (watcher_task, worker_task)
+            if t.done() and not t.cancelled() and t.exception()
+        ]
+        for name in failed:
+            logging.getLogger(__name__).error("%s stopped with an error; exiting", name)
+        return 1 if failed else 0
 
     return asyncio.run(main())

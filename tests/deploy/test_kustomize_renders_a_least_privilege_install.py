@@ -144,14 +144,15 @@ def test_every_container_requests_resources(with_daemonset: list[dict[str, Any]]
 
 
 def test_manager_probes_only_what_the_controller_serves(rendered: list[dict[str, Any]]) -> None:
-    """`modelferry controller` serves no health endpoint yet (deploy/manager/manager.yaml says why
-    there are no probes): a network probe would restart a healthy pod forever."""
+    """The probes ask the paths modelferry/commands/health.py serves, on the port and address the
+    config gives the controller: a probe of anything else would restart a healthy pod forever."""
+    settings = shipped_settings()
+    assert settings.health.bind_address == "0.0.0.0"  # the kubelet asks on the pod's IP
     (container,) = _manager(rendered)["spec"]["template"]["spec"]["containers"]
-    assert "ports" not in container
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        if probe in container:
-            assert set(container[probe]) & {"httpGet", "tcpSocket", "grpc"} == set(), probe
-            assert container[probe]["exec"]["command"][0] == "modelferry", probe
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": settings.health.port}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
 
 
 # --- RBAC -------------------------------------------------------------------------------------
