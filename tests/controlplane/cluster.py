@@ -7,7 +7,7 @@ log in `tmp_dir`, and stops all of them on exit, also when the test fails. Every
 generated at start (certs.py): the API server authenticates by client certificate only, and each
 component has its own certificate and kubeconfig, so RBAC sees the same users as in a real cluster.
 
-There are no nodes: Pods are created and scheduled-to-nothing, which is all this tier needs today.
+There are no nodes here: Pods stay Pending unless kubelet.py's process kubelets are running.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ async def test_a_failing_dependency_is_not_ready_but_still_alive(probes):
 
 
 async def test_a_stopped_part_is_neither_alive_nor_ready(probes):
-    port, health, _, _, forever = probes
+    port, health, _, _, _ = probes
 
     async def crash() -> None:
         raise RuntimeError("boom")
