@@ -19,12 +19,12 @@ PVC_MOUNT_ROOT = "/mnt/modelferry-pvc"
 
 
 def _dns_name(prefix: str, *parts: str) -> str:
-    raw = "-".join((prefix, *parts)).lower()
-    cleaned = _DNS_UNSAFE.sub("-", raw).strip("-")
-    if len(cleaned) <= 63:
-        return cleaned
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
-    return f"{cleaned[:52].rstrip('-')}-{digest}"
+    """A readable DNS-1123 label that is unique per (prefix, *parts): cleaning maps `gpu.1` and
+    `gpu-1` (or the parts `a-b, c` and `a, b-c`) to the same text, so a digest of the exact parts
+    always follows it."""
+    readable = _DNS_UNSAFE.sub("-", "-".join((prefix, *parts)).lower()).strip("-")
+    digest = hashlib.sha256("\0".join((prefix, *parts)).encode()).hexdigest()[:8]
+    return f"{readable[:54].rstrip('-')}-{digest}".lstrip("-")
 
 
 def worker_task_queue(*, node: str, claim_namespace: str | None = None, claim_name: str | None = None) -> str:

@@ -115,3 +115,21 @@ def test_a_typed_spec_keeps_the_fingerprint_its_wire_json_had():
     typed = ModelRevision(generation=1, spec=wire).spec
     assert delivery_fingerprint(typed) == delivery_fingerprint(wire)
     assert spec_metadata(typed) == spec_metadata(wire) == {"modelType": "llama"}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"node": "gpu.1"}, {"node": "gpu-1"}),
+        ({"node": "GPU-1"}, {"node": "gpu-1"}),
+        (
+            {"node": "n", "claim_namespace": "a-b", "claim_name": "c"},
+            {"node": "n", "claim_namespace": "a", "claim_name": "b-c"},
+        ),
+    ],
+)
+def test_worker_job_names_never_collide_for_different_nodes_or_claims(a, b):
+    names = [worker_job_name(**a), worker_job_name(**b)]
+    assert names[0] != names[1]
+    assert all(len(n) <= 63 and n == n.lower() and n[0].isalnum() and n[-1].isalnum() for n in names)
+    assert worker_job_name(**a) == names[0]  # stable: the Job is found again by its name
