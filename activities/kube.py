@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from kubernetes import client
 
-from modelferry.errors import KubeNotFoundError
+from modelferry.errors import KubeForbiddenError, KubeNotFoundError
 from modelferry.kubeclient import (
     METADATA_ACCEPT,
     METADATA_LIST_ACCEPT,
@@ -144,6 +144,52 @@ class KubeClient:
             ref.name,
             body,
         )
+
+    # --- custom resource definitions (modelferry dev --kubeconfig) ---------------------------
+
+    def install_missing_crds(self, crds: list[Mapping[str, Any]]) -> list[str]:
+        """Create the CRDs the cluster lacks (a present one is left as it is); the names created.
+
+        A cluster that refuses (403) raises KubeForbiddenError naming what is missing."""
+        created = []
+        for crd in crds:
+            name = str(crd["metadata"]["name"])
+            path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
+            try:
+                get_json(self._api, path, what=f"get CRD {name}", timeout=self._timeouts.request())
+                continue
+            except KubeNotFoundError:
+                pass
+            try:
+                self._call(
+                    f"create CRD {name}",
+                    client.ApiextensionsV1Api(self._api).create_custom_resource_definition,
+                    dict(crd),
+                )
+            except KubeForbiddenError as error:
+                raise KubeForbiddenError(
+                    f"CRD {name} is missing and this identity may not create it ({error.message}); "
+                    "ask a cluster admin to run: kubectl apply -k deploy/crd",
+                    status=error.status,
+                ) from None
+            created.append(name)
+        return created
+
+    def ensure_namespace(self, name: str) -> bool:
+        """Create the namespace if it is missing; True when it was created."""
+        try:
+            self._call(f"get namespace {name}", self._core.read_namespace, name)
+            return False
+        except KubeNotFoundError:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            self._call(f"create namespace {name}", self._core.create_namespace, body)
+            return True
+
+    def crd_established(self, name: str) -> bool:
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
+        crd = get_json(self._api, path, what=f"get CRD {name}", timeout=self._timeouts.request())
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     def ping(self) -> None:
         """Raise unless the API server answers (the controller's readiness probe)."""

@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--home", type=Path, default=Path(".modelferry"), help="state directory (default ./.modelferry)"
     )
     p.add_argument("--kube-port", type=int, default=0, help="embedded API server port (default: a free port)")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="use this existing cluster (kind, k3d, minikube...) instead of the embedded API server; "
+        "our CRDs are installed if missing, and --node-name must be one of its nodes",
+    )
     p.add_argument("--temporal-port", type=int, default=7233, help="Temporal frontend port (0: a free port)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
@@ -67,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from modelferry.dev.stack import DevOptions, run_dev
+    from modelferry.errors import ModelferryError
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -84,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         exit_when_ready=args.exit_when_ready,
         ready_timeout=args.ready_timeout,
         apply=list(args.apply),
+        kubeconfig=args.kubeconfig,
     )
 
     async def main() -> int:
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         try:
             return await run_dev(opts, stop=stop)
-        except (RuntimeError, TimeoutError) as e:
+        except (RuntimeError, TimeoutError, ModelferryError) as e:
             print(f"modelferry dev: {e}", file=sys.stderr, flush=True)
             return 1
 

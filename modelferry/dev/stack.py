@@ -43,6 +43,7 @@ class DevOptions:
     exit_when_ready: bool = False
     ready_timeout: float = 300.0
     apply: list[Path] = field(default_factory=list)
+    kubeconfig: Path | None = None  # an existing cluster instead of the embedded API server
 
 
 def crd_manifests() -> list[dict[str, Any]]:
@@ -149,8 +150,12 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         log_file=home / "temporal.log",
     )
     temporal.start()
-    api = EmbeddedApiServer(port=opts.kube_port, state_path=home / "kube-state.json", nodes=[opts.node_name])
-    api.start()
+    api = None
+    if opts.kubeconfig is None:
+        api = EmbeddedApiServer(
+            port=opts.kube_port, state_path=home / "kube-state.json", nodes=[opts.node_name]
+        )
+        api.start()
     supervisor = asyncio.create_task(supervise(temporal, stop=stop), name="temporal-supervisor")
     stack = asyncio.create_task(_run_stack(opts, temporal=temporal, api=api, stop=stop), name="stack")
     try:
@@ -165,12 +170,13 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         for t in (stack, supervisor):
             with contextlib.suppress(BaseException):
                 await t
-        api.stop()
+        if api is not None:
+            api.stop()
         temporal.stop()  # after the supervisor is gone, so it cannot restart what this stops
 
 
 async def _run_stack(
-    opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer, stop: asyncio.Event
+    opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer | None, stop: asyncio.Event
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
@@ -185,13 +191,21 @@ async def _run_stack(
     tasks: list[asyncio.Task[Any]] = []
     try:
         await temporal.wait_ready()
-        kubeconfig = home / "kubeconfig"
-        api.write_kubeconfig(kubeconfig)
-        for crd in crd_manifests():
-            api.apply_manifest(crd)
+        if api is not None:
+            kubeconfig = home / "kubeconfig"
+            api.write_kubeconfig(kubeconfig)
+            for crd in crd_manifests():
+                api.apply_manifest(crd)
+        else:
+            assert opts.kubeconfig is not None
+            kubeconfig = opts.kubeconfig.resolve()
         settings = dev_settings(opts, temporal_address=temporal.address, kubeconfig=kubeconfig)
         api_client = load_api_client(settings.kube)  # one pool for the workers and the watcher
         kube = KubeClient(api_client)
+        if api is None:
+            await _prepare_existing_cluster(
+                kube, node=opts.node_name, agent_namespace=settings.kube.agent_namespace
+            )
         client = await connect_temporal(settings)
         control = build_control_worker(client=client, kube=kube, settings=settings)
         node = build_node_worker(client=client, node=opts.node_name, kube=kube, settings=settings)
@@ -212,7 +226,12 @@ async def _run_stack(
                 name="watcher",
             ),
         ]
-        _print_banner(opts, temporal=temporal, kubeconfig=kubeconfig, api_url=api.url)
+        _print_banner(
+            opts,
+            temporal=temporal,
+            kubeconfig=kubeconfig,
+            api_url=api.url if api is not None else f"the cluster of {kubeconfig}",
+        )
         applied: list[dict[str, Any]] = []
         if opts.example:
             applied.append(example_resource())
@@ -239,6 +258,29 @@ async def _run_stack(
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+
+
+async def _prepare_existing_cluster(kube: Any, *, node: str, agent_namespace: str) -> None:
+    """Our CRDs and the agent namespace (node reports live there) installed, or exactly what is
+    missing said; and this host's node known."""
+    if await asyncio.to_thread(kube.ensure_namespace, agent_namespace):
+        print(f"created namespace {agent_namespace}", flush=True)
+    crds = crd_manifests()
+    created = await asyncio.to_thread(kube.install_missing_crds, crds)
+    if created:
+        print(f"installed CRDs: {', '.join(created)}", flush=True)
+    for name in (str(c["metadata"]["name"]) for c in crds):
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await asyncio.to_thread(kube.crd_established, name):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"CRD {name} is not Established after 60s")
+            await asyncio.sleep(0.5)
+    if not await asyncio.to_thread(kube.node_exists, node):
+        known = ", ".join(sorted(n for n, _ in await asyncio.to_thread(kube.list_nodes))) or "none"
+        raise RuntimeError(
+            f"the cluster has no node {node!r} for this machine's worker to serve (its nodes: {known}); "
+            "pass --node-name with one of them"
+        )
 
 
 def _print_banner(opts: DevOptions, *, temporal: TemporalDevServer, kubeconfig: Path, api_url: str) -> None:
