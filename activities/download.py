@@ -30,7 +30,7 @@ from activities.secrets import SecretReader, read_model_secret
 from activities.storage.base import DownloadOptions, DownloadProgress, ModelListing, RemoteFile
 from activities.storage.engine import DownloadCancelledError
 from activities.storage.engine import download_model as engine_download
-from activities.storage.manifest import Manifest, StateLayout, read_manifest
+from activities.storage.manifest import DIGEST_KINDS, Manifest, StateLayout, read_manifest
 from activities.storage.registry import BackendSettings, open_backend
 from modelferry.admission import admission_policy, check_claim_access, resolve_claim
 from modelferry.errors import InvalidSpecError
@@ -85,8 +85,12 @@ def admitted_uri(*, settings: Settings, inp: NodeWork) -> StorageUri:
     return uri
 
 
+# What identifies a file's content: every digest we verify, and the source's opaque version tag.
+_IDENTITY_KINDS = (*DIGEST_KINDS, "etag")
+
+
 def _file_identity(f: RemoteFile) -> FileIdentity:
-    digests = {k: getattr(f, k) for k in ("sha256", "md5", "git_sha1", "multipart_md5", "etag")}
+    digests = {k: getattr(f, k) for k in _IDENTITY_KINDS}
     return FileIdentity(name=f.name, size=f.size, digests=tuple((k, v) for k, v in digests.items() if v))
 
 
@@ -117,7 +121,7 @@ def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
         record = records.get(f.name)
         if record is None or record.size != f.size:
             return False
-        for kind in ("sha256", "md5", "git_sha1", "multipart_md5", "etag"):
+        for kind in _IDENTITY_KINDS:
             want, have = getattr(f, kind), getattr(record, kind)
             if want and have and want != have:
                 return False

@@ -17,7 +17,7 @@ from temporalio import activity
 
 from activities.download import node_placement
 from activities.errors import typed_failures
-from activities.ownership import claim_model_path, owner_for, release_model_path
+from activities.ownership import claim_model_path, is_complete_model_dir, owner_for, release_model_path
 from activities.verify import verify_model_dir
 from modelferry.errors import InvalidSpecError, TemporaryError, UnsafePathError
 from modelferry.layout import ModelLayout
@@ -30,7 +30,6 @@ from modelferry.messages import (
     VerifyModelInput,
     VerifyModelResult,
 )
-from modelferry.names import MANIFEST_FILE_NAME, STATE_DIR_NAME
 from modelferry.settings import Settings
 
 KEEP_PREVIOUS_VERSIONS = 1  # kept beside the active one, for rollback
@@ -38,10 +37,6 @@ KEEP_PREVIOUS_VERSIONS = 1  # kept beside the active one, for rollback
 
 class IncompleteVersionError(TemporaryError):
     """The version to activate has no manifest (yet): the download has to run again."""
-
-
-def _is_complete(version_dir: Path) -> bool:
-    return (version_dir / STATE_DIR_NAME / MANIFEST_FILE_NAME).is_file()
 
 
 def active_version(layout: ModelLayout) -> str | None:
@@ -72,7 +67,7 @@ def _make_room_for_link(layout: ModelLayout) -> None:
     link = layout.link
     if not link.exists() or link.is_symlink():
         return
-    if _is_complete(link):
+    if is_complete_model_dir(link):
         # Pre-staged with `modelferry pull`: keep it as a version, so nothing verified is lost.
         os.replace(link, layout.version_dir(f"prestaged-{uuid.uuid4().hex[:8]}"))
         return
@@ -85,8 +80,10 @@ def prune_versions(
     if not layout.store.is_dir():
         return []
     others = [p for p in layout.store.iterdir() if p.is_dir() and p.name != keep]
-    complete = sorted((p for p in others if _is_complete(p)), key=lambda p: p.stat().st_mtime, reverse=True)
-    doomed = complete[keep_previous:] + [p for p in others if not _is_complete(p)]
+    complete = sorted(
+        (p for p in others if is_complete_model_dir(p)), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    doomed = complete[keep_previous:] + [p for p in others if not is_complete_model_dir(p)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return [p.name for p in doomed]
@@ -111,7 +108,7 @@ class FilesActivities:
     def activate_model_version(self, inp: ActivateModelVersionInput) -> ActivateModelVersionResult:
         placement = node_placement(settings=self._settings, inp=inp)
         layout = placement.layout
-        if not _is_complete(layout.version_dir(inp.version_id)):
+        if not is_complete_model_dir(layout.version_dir(inp.version_id)):
             raise IncompleteVersionError(
                 f"version {inp.version_id} at {layout.store} is not complete; refusing to activate"
             )

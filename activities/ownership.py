@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from activities.storage.diskspace import existing_ancestor
 from modelferry.errors import ForeignPathError, PathOwnedByAnotherModelError
 from modelferry.layout import VERSIONS_DIR_NAME, ModelLayout
 from modelferry.messages import ModelRef
@@ -43,9 +44,7 @@ def owner_for(ref: ModelRef) -> PathOwner:
 
 def name_limits(path: Path) -> NameLimits:
     """The name and path limits of the filesystem `path` (or its nearest existing parent) is on."""
-    current = path
-    while not current.exists() and current != current.parent:
-        current = current.parent
+    current = existing_ancestor(path)
     try:
         return NameLimits(
             name_max=os.pathconf(current, "PC_NAME_MAX"), path_max=os.pathconf(current, "PC_PATH_MAX")

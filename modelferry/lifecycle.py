@@ -19,7 +19,8 @@ SpecLike = BaseModel | Mapping[str, Any] | None
 
 
 def wire_spec(spec: SpecLike) -> Mapping[str, Any]:
-    """The spec as OME's JSON (camelCase, `key` for the Secret), which the fingerprint hashes."""
+    """The spec as OME's JSON (camelCase, `key` for the Secret): what the messages carry on the
+    wire and what the fingerprint hashes."""
     if spec is None:
         return {}
     if isinstance(spec, BaseModel):

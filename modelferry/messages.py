@@ -12,20 +12,16 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from modelferry.lifecycle import wire_spec
 from modelferry.names import ModelKey, ModelKind
 from modelferry.spec.basemodel import BaseModelSpec
 from modelferry.spec.finetuned import FineTunedWeightSpec
 from modelferry.storage_uri import StorageUri, parse_storage_uri
 
-
-def _wire(spec: BaseModelSpec | FineTunedWeightSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 # The typed spec, parsed once by the watcher (`spec.parse.parse_resource`) and carried as is:
 # downstream code reads fields. On the wire (and in Temporal's history) it is OME's JSON, camelCase,
 # exactly as the resource holds it, so a history stays readable and older payloads decode.
-ModelSpec = Annotated[BaseModelSpec | FineTunedWeightSpec, PlainSerializer(_wire, return_type=dict)]
+ModelSpec = Annotated[BaseModelSpec | FineTunedWeightSpec, PlainSerializer(wire_spec, return_type=dict)]
 
 
 class _Message(BaseModel):

@@ -93,7 +93,7 @@ _OME_CLUSTER_BASE_MODEL = "clusterbasemodel"
 # OME's budget for the label name after `models.ome.io/`: 63 less the domain and the slash.
 # Kubernetes would allow 63 for the name alone, but OME's figure is what its pods select on.
 _OME_LABEL_NAME_MAX = 49
-_OME_CONFIGMAP_KEY_MAX = 253  # Kubernetes' limit for a ConfigMap key
+CONFIGMAP_KEY_MAX = 253  # Kubernetes' limit for a ConfigMap data key
 _OME_HASH_CHARS = 8  # hex characters of the sha256 that stand in for a shortened name's head
 _OME_NAMESPACE_MIN = 8  # what a long namespace is cut to when namespace and name must share
 
@@ -176,8 +176,8 @@ def ome_configmap_key(*, kind: ModelKind | str, namespace: str | None, name: str
     `{namespace}.basemodel.{name}` or `clusterbasemodel.{name}`, at most 253 characters."""
     scope = _ome_scope(kind, namespace)
     if scope is None:
-        return _ome_cluster_scoped(name, limit=_OME_CONFIGMAP_KEY_MAX)
-    return _ome_namespaced(scope, name, limit=_OME_CONFIGMAP_KEY_MAX)
+        return _ome_cluster_scoped(name, limit=CONFIGMAP_KEY_MAX)
+    return _ome_namespaced(scope, name, limit=CONFIGMAP_KEY_MAX)
 
 
 # --- Temporal ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 from modelferry.messages import ModelRef
 from modelferry.names import (
+    CONFIGMAP_KEY_MAX,
     CONFIGMAP_STATUS_LABEL,
     ModelKind,
     ReportFormat,
@@ -104,29 +105,29 @@ def _name_version(value: Any) -> dict[str, str] | None:
     return out or None
 
 
-# Our metadata key -> (ModelConfig's JSON name, shaper), in ModelConfig's field order. The names
-# coincide because our metadata follows OME's spec fields and ModelConfig reuses their JSON names;
-# our extra keys (parameterCount, dtype) have no ModelConfig field and are left out.
-_OME_MODEL_CONFIG: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "modelType": ("modelType", _text),
-    "modelArchitecture": ("modelArchitecture", _text),
-    "modelFramework": ("modelFramework", _name_version),
-    "modelFormat": ("modelFormat", _name_version),
-    "modelParameterSize": ("modelParameterSize", _text),
-    "maxTokens": ("maxTokens", _int32),
-    "modelCapabilities": ("modelCapabilities", _texts),
-    "apiCapabilities": ("apiCapabilities", _texts),
-    "quantization": ("quantization", _text),
+# ModelConfig's JSON name -> the shaper for its Go type, in ModelConfig's field order. Our metadata
+# uses the same names (it follows OME's spec fields, whose JSON names ModelConfig reuses); our
+# extra keys (parameterCount, dtype) have no ModelConfig field and are left out.
+_OME_MODEL_CONFIG: dict[str, Callable[[Any], Any]] = {
+    "modelType": _text,
+    "modelArchitecture": _text,
+    "modelFramework": _name_version,
+    "modelFormat": _name_version,
+    "modelParameterSize": _text,
+    "maxTokens": _int32,
+    "modelCapabilities": _texts,
+    "apiCapabilities": _texts,
+    "quantization": _text,
 }
 
 
 def ome_model_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """Our parsed metadata as OME's `ModelConfig` JSON: its field names and types, empties omitted."""
     out: dict[str, Any] = {}
-    for ours, (theirs, shape) in _OME_MODEL_CONFIG.items():
-        value = shape((config or {}).get(ours))
+    for key, shape in _OME_MODEL_CONFIG.items():
+        value = shape((config or {}).get(key))
         if value is not None:
-            out[theirs] = value
+            out[key] = value
     return out
 
 
@@ -164,9 +165,6 @@ def _recorded_config(data: Mapping[str, str], ref: ModelRef) -> dict[str, Any] |
         if isinstance(previous, dict):
             return previous
     return None
-
-
-CONFIGMAP_KEY_MAX = 253  # Kubernetes' limit on a ConfigMap data key
 
 
 def with_entry(
