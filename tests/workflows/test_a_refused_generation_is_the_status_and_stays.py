@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
@@ -68,14 +67,6 @@ class GatedStandIns(StandIns):
 
         kept = [a for a in super().node(name) if a.__name__ not in ("download_model", "remove_model_files")]
         return [download_model, *kept, remove_model_files]
-
-
-@pytest.fixture(scope="module")
-def temporal():
-    server = TemporalDevServer(ui_port=None)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def connect(temporal: TemporalDevServer) -> Client:

@@ -54,14 +54,6 @@ class FailOnce:
         return "no failure"
 
 
-@pytest.fixture(scope="module")
-def temporal():
-    server = TemporalDevServer(ui_port=None)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def run_failing(temporal: TemporalDevServer, kind: str) -> str:
     await temporal.wait_ready()
     client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)

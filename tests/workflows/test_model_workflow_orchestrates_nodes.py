@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -17,7 +16,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from modelferry.dev.temporal_server import TemporalDevServer
 from modelferry.messages import (
     ActivateModelVersionInput,
     ActivateModelVersionResult,
@@ -133,14 +131,6 @@ class StandIns:
             return RemoveModelFilesResult(removed=True, path="/x")
 
         return [download_model, verify_model, activate_model_version, parse_model, remove_model_files]
-
-
-@pytest.fixture(scope="module")
-def temporal():
-    server = TemporalDevServer(ui_port=None)
-    server.start()
-    yield server
-    server.stop()
 
 
 @asynccontextmanager

@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -44,14 +43,6 @@ DOWNLOAD_TIMEOUTS = [
 # Above what a continued run with nothing to deliver records (~25 events), below this first run (~90).
 MAX_HISTORY_EVENTS = 40
 FAILED_NODE_RETRY_SECONDS = 1234.0
-
-
-@pytest.fixture(scope="module")
-def temporal():
-    server = TemporalDevServer(ui_port=None)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def connect(temporal: TemporalDevServer) -> Client:
