@@ -11,10 +11,20 @@ from activities.files import FilesActivities
 from modelferry.messages import (
     ActivateModelVersionInput,
     DownloadModelInput,
+    ModelRef,
     RemoveModelFilesInput,
     VerifyModelInput,
 )
+from modelferry.names import ModelKind
 from modelferry.settings import Settings
+
+# A model whose source is the `source` fixture's MemoryBackend (the URI only has to parse).
+MEMORY_MODEL_PATH = "/raid/models/llama"
+MEMORY_MODEL = DownloadModelInput(
+    ref=ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name="llama", uid="u1"),
+    spec={"storage": {"storageUri": "s3://weights/llama", "path": MEMORY_MODEL_PATH}},
+    node="node-1",
+)
 
 
 def deliver(settings: Settings, inp: DownloadModelInput) -> str:

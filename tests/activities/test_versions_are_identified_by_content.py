@@ -18,21 +18,11 @@ from temporalio.exceptions import ApplicationError
 from activities.storage.base import ModelListing, RemoteFile
 from modelferry.errors import PermanentError
 from modelferry.layout import FileIdentity, content_version_id, model_layout, version_id_for
-from modelferry.messages import (
-    DownloadModelInput,
-    ModelRef,
-)
-from modelferry.names import ModelKind
 from modelferry.settings import Settings, load_settings
+from tests.activities.node_work import MEMORY_MODEL as INPUT
+from tests.activities.node_work import MEMORY_MODEL_PATH as PATH
 from tests.activities.node_work import deliver as deliver_model
 from tests.storage.fakes import MemoryBackend, Raise
-
-PATH = "/raid/models/llama"
-INPUT = DownloadModelInput(
-    ref=ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name="llama", uid="u1"),
-    spec={"storage": {"storageUri": "s3://weights/llama", "path": PATH}},
-    node="node-1",
-)
 
 
 @pytest.fixture
