@@ -37,6 +37,10 @@ def _describe(ref: ModelRef) -> str:
     return f"{ref.kind} {ref.namespace + '/' if ref.namespace else ''}{ref.name}"
 
 
+def _crd_path(name: str) -> str:
+    return f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
+
+
 class KubeClient:
     """The calls the activities need, as plain dicts, with typed errors; `timeouts` bounds each."""
 
@@ -154,9 +158,8 @@ class KubeClient:
         created = []
         for crd in crds:
             name = str(crd["metadata"]["name"])
-            path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
             try:
-                get_json(self._api, path, what=f"get CRD {name}", timeout=self._timeouts.request())
+                get_json(self._api, _crd_path(name), what=f"get CRD {name}", timeout=self._timeouts.request())
                 continue
             except KubeNotFoundError:
                 pass
@@ -186,8 +189,7 @@ class KubeClient:
             return True
 
     def crd_established(self, name: str) -> bool:
-        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
-        crd = get_json(self._api, path, what=f"get CRD {name}", timeout=self._timeouts.request())
+        crd = get_json(self._api, _crd_path(name), what=f"get CRD {name}", timeout=self._timeouts.request())
         conditions = (crd.get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 

@@ -108,9 +108,10 @@ def _check_ancestors(layout: ModelLayout, models_root: Path) -> None:
     current = models_root
     for part in relative.parts:
         current = current / part
-        if current.is_symlink() and _link_owner(current) is not None:
+        owner = _link_owner(current) if current.is_symlink() else None
+        if owner is not None:
             raise PathOwnedByAnotherModelError(
-                f"storage path {layout.link} lies inside {current}, the path of {_link_owner(current)}"
+                f"storage path {layout.link} lies inside {current}, the path of {owner}"
             )
         if current.is_dir() and not current.is_symlink() and is_complete_model_dir(current):
             raise PathOwnedByAnotherModelError(
