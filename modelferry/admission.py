@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelferry.errors import InvalidSpecError, TenancyError, UnsafePathError
+from modelferry.messages import model_storage_uri
 from modelferry.names import AGENT_NAMESPACE_DEFAULT, ModelKind
 from modelferry.ownership import DEFAULT_MODELS_ROOTS, check_models_root
 from modelferry.settings import Settings
 from modelferry.spec.resources import ModelResource
 from modelferry.spec.rules import Problem
-from modelferry.storage_uri import PvcUri, parse_storage_uri
+from modelferry.storage_uri import PvcUri
 
 URI_FIELD = "spec.storage.storageUri"
 PATH_FIELD = "spec.storage.path"
@@ -80,9 +81,7 @@ def check_admission(resource: ModelResource, policy: AdmissionPolicy) -> list[Pr
     kind = resource.model_kind
     storage = resource.storage
     try:
-        uri = parse_storage_uri(
-            storage.storage_uri, parameters=storage.parameters, cluster_scoped=not kind.namespaced
-        )
+        uri = model_storage_uri(kind, resource.spec)
         if isinstance(uri, PvcUri):
             check_claim_access(
                 kind=kind,
