@@ -105,6 +105,8 @@ class NodeOutcome(_Message):
     fingerprint: str = ""  # lifecycle.delivery_fingerprint of the spec this outcome delivered
     retryable: bool = True  # False when only a new generation of the resource can fix the failure
     metadata: dict[str, Any] | None = None  # parsed metadata (ModelMetadata by alias)
+    version_id: str = ""  # the version directory storage.path points at (Ready outcomes)
+    kept_versions: list[str] = Field(default_factory=list)  # complete older versions on disk
 
 
 class PipelineOptions(_Message):
@@ -119,6 +121,7 @@ class PipelineOptions(_Message):
     failed_node_retry_seconds: float = 1800.0
     download_heartbeat_seconds: float = 30.0  # heartbeats reach the server every 0.8 x this
     max_history_events: int = 5_000  # continue-as-new past this (well below Temporal's limits)
+    keep_versions: int = 1  # complete previous versions kept on each node for an instant rollback
 
 
 class InvalidRevision(_Message):
@@ -256,7 +259,13 @@ class NodeWork(_Message):
 
 
 class DownloadModelInput(NodeWork):
-    pass
+    # A fresh copy: fetch every byte again into a new version directory named
+    # `<content version id>-<fresh_tag>`, ignoring what is on disk (admin `redownload`, repair).
+    fresh_tag: str = ""
+    # A repair of this (damaged) version: only `damaged_files` are fetched again; every other file
+    # is taken from it after its size and digest check out. Needs `fresh_tag`.
+    repair_from: str = ""
+    damaged_files: list[str] = Field(default_factory=list)
 
 
 class DownloadModelResult(_Result):
@@ -278,12 +287,14 @@ class VerifyModelResult(_Result):
 
 class ActivateModelVersionInput(NodeWork):
     version_id: str
+    keep_previous: int = 1  # complete older versions kept beside the active one (PipelineOptions)
 
 
 class ActivateModelVersionResult(_Result):
     _BARE_FIELD = "version_id"
     version_id: str
     pruned: list[str] = Field(default_factory=list)  # older versions removed to keep the count
+    kept: list[str] = Field(default_factory=list)  # complete older versions still on disk, newest first
 
 
 class ParseModelInput(NodeWork):
@@ -311,6 +322,7 @@ class RemoveModelFilesResult(_Result):
 class NodeAction(StrEnum):
     DELIVER = "deliver"
     REMOVE = "remove"
+    ROLLBACK = "rollback"  # re-point storage.path at a kept version (`NodeWorkflowInput.version_id`)
 
 
 class NodeWorkflowInput(_Message):
@@ -320,3 +332,102 @@ class NodeWorkflowInput(_Message):
     action: NodeAction = NodeAction.DELIVER
     node_exists: bool = True
     options: PipelineOptions = Field(default_factory=PipelineOptions)
+    # The verified outcome serving on the node now, if any: while a new version is fetched the node
+    # stays Ready on it, and a failure leaves it serving (a recorded rollback, not a broken model).
+    serving: NodeOutcome | None = None
+    fresh_tag: str = ""  # DownloadModelInput.fresh_tag (redownload, repair)
+    repair_from: str = ""  # DownloadModelInput.repair_from
+    damaged_files: list[str] = Field(default_factory=list)
+    version_id: str = ""  # ROLLBACK: the kept version to serve
+    cause: str = ""  # why this node work runs, for the history and Events ("generation 3", "admin ...")
+
+
+# --- events, progress and continuous verification ----------------------------------------------
+
+
+class RecordModelEventInput(_Message):
+    """A Kubernetes Event on the model resource (`kubectl describe` tells its story)."""
+
+    ref: ModelRef
+    reason: str  # CamelCase, e.g. DownloadStarted, NodeReady, NodeFailed, OverrideFailed, Repaired
+    message: str
+    type: str = "Normal"  # Normal | Warning
+    node: str = ""  # the node the event is about, if one
+
+
+class RecordModelEventResult(_Result):
+    recorded: bool = False  # False: the resource is gone
+
+
+class NodeProgress(_Message):
+    """A download's progress on one node, with OME's ModelEntry `progress` field names on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    phase: str = ""  # Downloading | Verifying | Parsing
+    total_bytes: int = Field(default=0, alias="totalBytes")
+    completed_bytes: int = Field(default=0, alias="completedBytes")
+    total_files: int = Field(default=0, alias="totalFiles")
+    completed_files: int = Field(default=0, alias="completedFiles")
+    speed_bytes_per_sec: float = Field(default=0.0, alias="speedBytesPerSec")
+    eta_seconds: float | None = Field(default=None, alias="etaSeconds")
+    last_updated: str = Field(default="", alias="lastUpdated")  # RFC 3339, UTC
+
+
+class ReportNodeProgressInput(_Message):
+    """Runs on the control queue beside a node's download: reads the download activity's heartbeat
+    (from the node workflow's pending activities) and writes it into the node's ConfigMap entry as
+    `progress`, throttled, until the node workflow cancels it."""
+
+    ref: ModelRef
+    node: str
+    node_workflow_id: str
+    status: str  # NodeModelStatus the entry keeps meanwhile: Updating, or Ready while a previous
+    # version serves
+    config: dict[str, Any] | None = None  # the entry's config meanwhile (the serving version's)
+    interval_seconds: float = 10.0  # at most one write per interval ...
+    min_percent_step: float = 5.0  # ... and only when the percentage moved this much (or phase changed)
+
+
+class ReportNodeProgressResult(_Result):
+    writes: int = 0
+
+
+class DamageReport(_Message):
+    """A node worker's continuous verification found a Ready model's files damaged (signal
+    `report_damage` to the model's workflow): the workflow repairs it on that node."""
+
+    node: str
+    version_id: str
+    files: list[str] = Field(default_factory=list)  # the missing or corrupted files
+    check: str = "cheap"  # cheap (presence, sizes) | deep (every byte hashed)
+    detail: str = ""
+    uid: str = ""  # the resource uid the owner record names; a report for another uid is dropped
+
+
+# --- admin actions (Temporal Updates on the model's workflow) -------------------------------------
+
+
+class AdminAction(StrEnum):
+    REDOWNLOAD = "redownload"  # a fresh fetch and verify, ignoring what is on disk
+    ROLLBACK = "rollback"  # serve a kept version again
+    RETRY = "retry"  # failed nodes now, not after the retry timer
+
+
+class AdminRequest(_Message):
+    nodes: list[str] = Field(default_factory=list)  # empty: every node the action applies to
+    reason: str = ""
+    requested_by: str = ""  # e.g. "cli:alice@host", "annotation:modelferry.io/redownload"
+    to_version: str = ""  # rollback: the version to serve; empty: the newest kept one
+    # An idempotency token (an annotation's key=value): a token already handled is not run again.
+    token: str = ""
+
+
+class AdminPlan(_Message):
+    """What an accepted admin action will do (the Update's result, returned before it runs)."""
+
+    action: AdminAction
+    nodes: list[str] = Field(default_factory=list)
+    to_version: dict[str, str] = Field(default_factory=dict)  # rollback: node -> version
+    message: str = ""
+    already_handled: bool = False  # the token was handled before: nothing new runs

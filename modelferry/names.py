@@ -202,6 +202,19 @@ def node_workflow_id(*, model_workflow_id: str, node_name: str) -> str:
     return f"{model_workflow_id}/node/{node_name}"
 
 
+# Admin actions by annotation: any new value runs the action once (rollback's value is the version).
+REDOWNLOAD_ANNOTATION = "modelferry.io/redownload"
+RETRY_ANNOTATION = "modelferry.io/retry"
+ROLLBACK_ANNOTATION = "modelferry.io/rollback"
+ADMIN_ANNOTATIONS = (REDOWNLOAD_ANNOTATION, RETRY_ANNOTATION, ROLLBACK_ANNOTATION)
+
+# Model workflow Updates and signals other processes send (the CLI, the watcher, node workers).
+UPDATE_REDOWNLOAD = "redownload"
+UPDATE_ROLLBACK = "rollback"
+UPDATE_RETRY = "retry"
+SIGNAL_REPORT_DAMAGE = "report_damage"
+
+
 class SearchAttribute(StrEnum):
     """Custom search attributes the Temporal namespace must have (all Keyword / KeywordList)."""
 
@@ -211,6 +224,7 @@ class SearchAttribute(StrEnum):
     STORAGE_URI = "StorageUri"
     NODE_NAMES = "NodeNames"
     MODEL_STATE = "ModelState"
+    NODE_STATES = "NodeStates"  # "node=State" per node, so a failed node is findable
 
 
 SEARCH_ATTRIBUTE_TYPES: dict[SearchAttribute, str] = {
@@ -220,6 +234,7 @@ SEARCH_ATTRIBUTE_TYPES: dict[SearchAttribute, str] = {
     SearchAttribute.STORAGE_URI: "Keyword",
     SearchAttribute.NODE_NAMES: "KeywordList",
     SearchAttribute.MODEL_STATE: "Keyword",
+    SearchAttribute.NODE_STATES: "KeywordList",
 }
 
 # --- files on the node ------------------------------------------------------------------------

@@ -21,4 +21,5 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         failed_node_retry_seconds=pipeline.failed_node_retry_seconds,
         download_heartbeat_seconds=pipeline.download_heartbeat_seconds,
         max_history_events=pipeline.max_history_events,
+        keep_versions=pipeline.keep_versions,
     )

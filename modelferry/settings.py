@@ -105,6 +105,8 @@ class PipelineSettings(_Section):
     failed_node_retry_seconds: float = Field(default=1800.0, gt=0)
     # A model workflow continues as new past this many history events (well below Temporal's limits).
     max_history_events: int = Field(default=5_000, gt=0)
+    # Complete previous versions each node keeps beside the serving one, for an instant rollback.
+    keep_versions: int = Field(default=1, ge=0)
 
 
 class PolicySettings(_Section):

@@ -24,6 +24,7 @@ PIPELINE = [
     ("pipeline.download_heartbeat_seconds", 12.0, "download_heartbeat_seconds"),
     ("pipeline.failed_node_retry_seconds", 90.0, "failed_node_retry_seconds"),
     ("pipeline.max_history_events", 800, "max_history_events"),
+    ("pipeline.keep_versions", 3, "keep_versions"),
 ]
 
 
