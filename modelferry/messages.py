@@ -124,6 +124,17 @@ class PipelineOptions(_Message):
     keep_versions: int = 1  # complete previous versions kept on each node for an instant rollback
 
 
+class PendingNodeWork(_Message):
+    """Node work an admin action or a damage report asked for, until it starts."""
+
+    action: str = "deliver"  # NodeAction value: deliver (with fresh_tag) or rollback
+    fresh_tag: str = ""
+    repair_from: str = ""
+    damaged_files: list[str] = Field(default_factory=list)
+    version_id: str = ""  # rollback: the kept version
+    cause: str = ""
+
+
 class InvalidRevision(_Message):
     """A generation of a resource the watcher refused (signal `mark_invalid`): the field at fault
     and the rule it breaks. The model's workflow, the one writer of status, reports it."""
@@ -149,6 +160,11 @@ class ModelWorkflowInput(_Message):
     spec_metadata_written_for: str = ""  # delivery fingerprint whose metadata reached the spec
     options: PipelineOptions = Field(default_factory=PipelineOptions)
     invalid: InvalidRevision | None = None  # a refused generation newer than `revision`
+    # Ready nodes whose newer version failed (they keep serving the previous one).
+    update_failures: dict[str, NodeOutcome] = Field(default_factory=dict)
+    failed_at: dict[str, float] = Field(default_factory=dict)  # node -> workflow time of its failure
+    pending: dict[str, PendingNodeWork] = Field(default_factory=dict)  # admin work not started yet
+    handled_tokens: list[str] = Field(default_factory=list)  # AdminRequest tokens already run
 
 
 # --- control-queue activities ----------------------------------------------------------------

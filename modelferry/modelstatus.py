@@ -48,9 +48,17 @@ def desired_status(
     no_nodes_reason: str = "NoEligibleNodes",
     no_nodes_message: str = "no node matches the model's nodeSelector/nodeAffinity",
     deleting: bool = False,
+    updating: Iterable[str] = (),
+    update_failures: Mapping[str, NodeOutcome] | None = None,
 ) -> dict[str, Any]:
-    """The status subresource body (without lastTransitionTime; see `merge_transition_times`)."""
+    """The status subresource body (without lastTransitionTime; see `merge_transition_times`).
+
+    `updating`: Ready nodes fetching a newer version beside the one they serve; they stay Ready
+    (and schedulable) and show as `Progressing`. `update_failures`: Ready nodes whose newer version
+    failed; they keep serving the previous one, and `Degraded` names the failure.
+    """
     eligible = sorted(set(eligible))
+    update_failures = update_failures or {}
     ready = sorted(n for n in eligible if (o := outcomes.get(n)) and o.state == NodeModelStatus.READY)
     failed_outcomes = [o for n in eligible if (o := outcomes.get(n)) and o.state == NodeModelStatus.FAILED]
     failed = sorted(o.node for o in failed_outcomes)
@@ -87,22 +95,39 @@ def desired_status(
             "Ready", False, "AllNodesFailed", _failure_summary(failed_outcomes), generation
         )
 
+    updating = sorted(n for n in set(updating) if n in ready)
+    kept_serving = [update_failures[n] for n in ready if n in update_failures]
+    progressing = sorted({*in_progress, *updating})
+    if in_progress:
+        progress_reason = "Downloading"
+    elif updating:
+        progress_reason = "Updating"  # a new version is fetched beside the one that serves
+    else:
+        progress_reason = "Idle"
+    if failed:
+        degraded_reason = "NodesFailed"
+    elif kept_serving:
+        degraded_reason = "UpdateFailed"  # the previous version keeps serving: a recorded rollback
+    else:
+        degraded_reason = "NoFailures"
+    degraded_message = "; ".join(
+        part
+        for part in (
+            _failure_summary(failed_outcomes),
+            _failure_summary(kept_serving) + " (previous version still serving)" if kept_serving else "",
+        )
+        if part
+    )
     conditions = [
         ready_cond,
         _condition(
             "Progressing",
-            bool(in_progress) and not deleting,
-            "Downloading" if in_progress else "Idle",
-            ", ".join(in_progress),
+            bool(progressing) and not deleting,
+            progress_reason,
+            ", ".join(progressing),
             generation,
         ),
-        _condition(
-            "Degraded",
-            bool(failed),
-            "NodesFailed" if failed else "NoFailures",
-            _failure_summary(failed_outcomes),
-            generation,
-        ),
+        _condition("Degraded", bool(failed or kept_serving), degraded_reason, degraded_message, generation),
     ]
     status: dict[str, Any] = {
         "state": state,

@@ -1,9 +1,17 @@
 """`ModelWorkflow`: one durable workflow per model resource (ID from kind/namespace/name).
 
 It holds the latest revision the watcher signalled, plans placement, and runs one `NodeWorkflow`
-child per node that must get (or lose) the model, in parallel. It writes parsed metadata into the
-spec once per delivery (not once per node), and the aggregated status whenever it changes. On a
-delete request it removes the model from every node it reached, then releases the finalizer.
+child per node that must get (or lose) the model, in parallel. Each node's outcome is taken as it
+arrives: the status (written only on change) follows node by node, and a node that becomes
+eligible, or is due a retry, starts at once instead of waiting for slower nodes. It writes parsed
+metadata into the spec once per delivery (not once per node). On a delete request it removes the
+model from every node it reached, then releases the finalizer.
+
+A spec change that changes the bytes is fetched beside the version each node serves; those nodes
+stay Ready meanwhile (`Progressing`), and a failure leaves the previous version serving
+(`Degraded: UpdateFailed`). Admins act through Updates (`redownload`, `rollback`, `retry`) whose
+validators refuse what cannot be done before anything runs; node workers report damaged files
+(`report_damage`) and the model is repaired on that node.
 
 It is the one writer of the resource's status. A generation the watcher refused arrives as
 `mark_invalid` (signal-with-start, so a resource never applied gets a run that reports it): from
@@ -14,15 +22,22 @@ nodes stays and keeps serving, until a newer valid generation is applied.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.resources import ResourceActivities
     from modelferry.lifecycle import delivery_fingerprint
     from modelferry.messages import (
+        AdminAction,
+        AdminPlan,
+        AdminRequest,
+        DamageReport,
         EnsureFinalizerInput,
         InvalidRevision,
         ModelRevision,
@@ -30,29 +45,69 @@ with workflow.unsafe.imports_passed_through():
         NodeAction,
         NodeOutcome,
         NodeWorkflowInput,
+        PendingNodeWork,
         PipelineOptions,
         PlanPlacementInput,
         PlanPlacementResult,
+        RecordModelEventInput,
         ReleaseFinalizerInput,
         WriteModelStatusInput,
         WriteSpecMetadataInput,
     )
     from modelferry.modelstatus import desired_status, invalid_status
-    from modelferry.names import CONTROL_TASK_QUEUE, node_workflow_id
+    from modelferry.names import (
+        CONTROL_TASK_QUEUE,
+        SIGNAL_REPORT_DAMAGE,
+        UPDATE_REDOWNLOAD,
+        UPDATE_RETRY,
+        UPDATE_ROLLBACK,
+        node_workflow_id,
+    )
     from modelferry.nodestatus import NodeModelStatus
     from workflows.failures import describe_failure
-    from workflows.node import NodeWorkflow, skip_config_parsing
+    from workflows.node import REPORT_RETRY, REPORT_TIMEOUT, NodeWorkflow, skip_config_parsing
     from workflows.policies import (
         CONTROL_RETRY_SECONDS,
         KUBE_WRITE_RETRY,
         KUBE_WRITE_TIMEOUT,
         SA_MODEL_STATE,
         SA_NODE_NAMES,
+        SA_NODE_STATES,
+        SA_STORAGE_URI,
     )
 
 # Patches (workflow.patched): each changes the commands a running workflow issues.
 PATCH_OPTIONS_FROM_WATCHER = "model-options-from-watcher-v1"  # `apply_options` replaces the options
 PATCH_INVALID_SPEC_STATUS = "model-invalid-spec-status-v1"  # `mark_invalid`: InvalidSpec status
+# Node outcomes taken as they arrive, updates beside the serving version, admin Updates, repairs.
+# A run recorded before it keeps the batched loop (`_run_batched`) until it continues as new.
+PATCH_LIVE_NODES = "model-live-node-status-v1"
+
+_MAX_TOKENS = 100  # admin request tokens remembered (annotation values already acted on)
+_MAX_NODE_STATES = 100  # NodeStates search attribute: the nodes not Ready, at most this many
+_HISTORY_HARD_FACTOR = 2  # past this many times the limit, running node work is restarted in a new run
+
+
+@dataclass
+class _NodeRun:
+    """Node work in flight (never serialized: a new run restarts what was running)."""
+
+    task: asyncio.Task[NodeOutcome]
+    action: NodeAction
+    fingerprint: str
+    serving: bool  # a verified version serves on the node meanwhile
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.task.cancel()
+
+
+class AdminRequestRefused(ApplicationError):
+    """An admin action the model cannot do now; nothing ran."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="AdminRequestRefused", non_retryable=True)
 
 
 @workflow.defn(name="ModelWorkflow")
@@ -71,7 +126,17 @@ class ModelWorkflow:
         self._state = ""
         self._started_for_delete = False
         self._invalid: InvalidRevision | None = None  # the newest generation the watcher refused
-        self._status_due = False  # a refusal arrived that the status does not say yet
+        self._status_due = False  # something changed that the status does not say yet
+        self._ref = inp.ref
+        self._live: bool | None = None  # PATCH_LIVE_NODES, decided when run() starts
+        self._running: dict[str, _NodeRun] = {}
+        self._update_failures: dict[str, NodeOutcome] = dict(inp.update_failures)
+        self._failed_at: dict[str, float] = dict(inp.failed_at)
+        self._pending: dict[str, PendingNodeWork] = dict(inp.pending)
+        self._retry_now: set[str] = set()
+        self._handled_tokens: list[str] = list(inp.handled_tokens)
+        self._placement: PlanPlacementResult | None = None
+        self._events: list[RecordModelEventInput] = []
 
     # --- signals and queries ----------------------------------------------------------------
 
@@ -133,6 +198,192 @@ class ModelWorkflow:
     def state(self) -> str:
         return self._state
 
+    @workflow.query(name="update_failures")
+    def update_failures(self) -> dict[str, NodeOutcome]:
+        return dict(self._update_failures)
+
+    @workflow.query(name="running")
+    def running(self) -> dict[str, str]:
+        """node -> the node work in flight (deliver, remove, rollback)."""
+        return {node: run.action.value for node, run in self._running.items()}
+
+    # --- damage reports and admin Updates ---------------------------------------------------
+
+    @workflow.signal(name=SIGNAL_REPORT_DAMAGE)
+    def report_damage(self, report: DamageReport) -> None:
+        """A node worker found files of the serving version missing or corrupted: fetch just
+        those again into a new version on that node and swap it in."""
+        if self._live is False:
+            return  # a run on the batched loop; it adopts repairs when it continues as new
+        revision = self._revision
+        if revision is not None and report.uid and revision.uid and report.uid != revision.uid:
+            return  # about an older resource under this name
+        outcome = self._nodes.get(report.node)
+        if outcome is None or outcome.state != NodeModelStatus.READY:
+            return
+        if outcome.version_id and report.version_id != outcome.version_id:
+            return  # about a version no longer served
+        if report.node in self._pending:
+            return  # a repair (or other node work) is already queued
+        files = ", ".join(report.files[:5]) + (" ..." if len(report.files) > 5 else "")
+        cause = f"repair after the {report.check} check found {len(report.files)} damaged file(s): {files}"
+        workflow.logger.warning("%s on node %s: %s", self._ref.display(), report.node, cause)
+        self._pending[report.node] = PendingNodeWork(
+            action=NodeAction.DELIVER.value,
+            fresh_tag=_tag(),
+            repair_from=report.version_id,
+            damaged_files=list(report.files),
+            cause=cause,
+        )
+        self._record(
+            reason="DamageFound", message=f"{cause}. {report.detail}".strip(), node=report.node, warning=True
+        )
+        self._dirty = True
+
+    @workflow.update(name=UPDATE_REDOWNLOAD)
+    def redownload(self, request: AdminRequest) -> AdminPlan:
+        return self._accept(AdminAction.REDOWNLOAD, request)
+
+    @redownload.validator
+    def _validate_redownload(self, request: AdminRequest) -> None:
+        self._admin_plan(AdminAction.REDOWNLOAD, request)
+
+    @workflow.update(name=UPDATE_ROLLBACK)
+    def rollback(self, request: AdminRequest) -> AdminPlan:
+        return self._accept(AdminAction.ROLLBACK, request)
+
+    @rollback.validator
+    def _validate_rollback(self, request: AdminRequest) -> None:
+        self._admin_plan(AdminAction.ROLLBACK, request)
+
+    @workflow.update(name=UPDATE_RETRY)
+    def retry(self, request: AdminRequest) -> AdminPlan:
+        return self._accept(AdminAction.RETRY, request)
+
+    @retry.validator
+    def _validate_retry(self, request: AdminRequest) -> None:
+        self._admin_plan(AdminAction.RETRY, request)
+
+    def _eligible(self) -> set[str]:
+        return set(self._placement.eligible) if self._placement is not None else set(self._nodes)
+
+    def _admin_plan(self, action: AdminAction, request: AdminRequest) -> AdminPlan:
+        """What `action` would do now; raises AdminRequestRefused (the validator's answer)."""
+        if request.token and request.token in self._handled_tokens:
+            return AdminPlan(
+                action=action, already_handled=True, message=f"{request.token} was handled before"
+            )
+        if self._live is not True:
+            raise AdminRequestRefused(
+                "this model's workflow still runs code older than admin actions; it adopts them when it "
+                "continues as new (or after the next spec change)"
+            )
+        if self._delete:
+            raise AdminRequestRefused("the model is being deleted")
+        revision = self._revision
+        if revision is None or revision.spec is None:
+            raise AdminRequestRefused("the model has no valid spec applied; fix the spec first")
+        eligible = self._eligible()
+        not_eligible = [n for n in request.nodes if n not in eligible]
+        if not_eligible:
+            raise AdminRequestRefused(
+                f"node(s) {', '.join(not_eligible)} not among the model's nodes "
+                f"({', '.join(sorted(eligible)) or 'none'})"
+            )
+        if action is AdminAction.REDOWNLOAD:
+            nodes = sorted(set(request.nodes) or eligible)
+            if not nodes:
+                raise AdminRequestRefused("no node is eligible for this model; nothing to redownload")
+            return AdminPlan(
+                action=action, nodes=nodes, message=f"fresh fetch and full verify on {len(nodes)} node(s)"
+            )
+        if action is AdminAction.RETRY:
+            failed = {
+                n for n, o in self._nodes.items() if o.state == NodeModelStatus.FAILED and n in eligible
+            }
+            failed |= {n for n in self._update_failures if n in eligible}
+            for node in request.nodes:
+                if node not in failed:
+                    state = self._nodes[node].state if node in self._nodes else "not started"
+                    raise AdminRequestRefused(f"node {node} has not failed (it is {state}); nothing to retry")
+            nodes = sorted(set(request.nodes) or failed)
+            if not nodes:
+                raise AdminRequestRefused("no node has failed; nothing to retry")
+            return AdminPlan(action=action, nodes=nodes, message=f"deliver again now on {len(nodes)} node(s)")
+        # rollback
+        candidates = sorted(set(request.nodes)) or sorted(
+            n for n, o in self._nodes.items() if o.state == NodeModelStatus.READY and n in eligible
+        )
+        if not candidates:
+            raise AdminRequestRefused("no node is Ready; only a serving node can roll back")
+        versions: dict[str, str] = {}
+        for node in candidates:
+            outcome = self._nodes.get(node)
+            if outcome is None or outcome.state != NodeModelStatus.READY:
+                state = outcome.state if outcome else "not started"
+                raise AdminRequestRefused(
+                    f"node {node} is not Ready (it is {state}); only a serving node can roll back"
+                )
+            kept = outcome.kept_versions
+            target = request.to_version or (kept[0] if kept else "")
+            if not target:
+                raise AdminRequestRefused(
+                    f"node {node} keeps no previous version (pipeline.keep_versions); nothing to roll back to"
+                )
+            if target == outcome.version_id:
+                raise AdminRequestRefused(f"node {node} already serves version {target}")
+            if target not in kept:
+                raise AdminRequestRefused(
+                    f"version {target} is not kept on node {node}; kept: {', '.join(kept) or 'none'}"
+                )
+            versions[node] = target
+        return AdminPlan(
+            action=action,
+            nodes=sorted(versions),
+            to_version=versions,
+            message=f"serve a kept version again on {len(versions)} node(s)",
+        )
+
+    def _accept(self, action: AdminAction, request: AdminRequest) -> AdminPlan:
+        plan = self._admin_plan(action, request)
+        if plan.already_handled:
+            return plan
+        if request.token:
+            self._handled_tokens = [*self._handled_tokens, request.token][-_MAX_TOKENS:]
+        cause = f"admin {action.value} by {request.requested_by or 'unknown'}"
+        if request.reason:
+            cause += f": {request.reason}"
+        workflow.logger.info("%s: %s on %s", self._ref.display(), cause, ", ".join(plan.nodes))
+        for node in plan.nodes:
+            if action is AdminAction.RETRY:
+                self._retry_now.add(node)
+                self._failed_at.pop(node, None)
+            elif action is AdminAction.REDOWNLOAD:
+                self._pending[node] = PendingNodeWork(
+                    action=NodeAction.DELIVER.value, fresh_tag=_tag(), cause=cause
+                )
+            else:
+                self._pending[node] = PendingNodeWork(
+                    action=NodeAction.ROLLBACK.value, version_id=plan.to_version[node], cause=cause
+                )
+        self._record(
+            reason=f"Admin{action.value.capitalize()}", message=f"{cause}; node(s): {', '.join(plan.nodes)}"
+        )
+        self._dirty = True
+        return plan
+
+    def _record(self, *, reason: str, message: str, node: str = "", warning: bool = False) -> None:
+        """Queue an Event on the resource; the main loop writes it (handlers do no I/O)."""
+        self._events.append(
+            RecordModelEventInput(
+                ref=self._ref,
+                reason=reason,
+                message=message,
+                node=node,
+                type="Warning" if warning else "Normal",
+            )
+        )
+
     # --- main loop --------------------------------------------------------------------------
 
     @workflow.run
@@ -147,6 +398,32 @@ class ModelWorkflow:
             self._invalid = inp.invalid  # carried over continue-as-new
         if not self._delete:
             await self._best_effort(ResourceActivities.ensure_finalizer, EnsureFinalizerInput(ref=self._ref))
+        self._live = workflow.patched(PATCH_LIVE_NODES)
+        if self._live:
+            return await self._run_live()
+        return await self._run_batched()
+
+    def _continue_as_new(self) -> None:
+        assert self._revision is not None
+        workflow.continue_as_new(
+            ModelWorkflowInput(
+                ref=self._ref,
+                revision=self._revision,
+                nodes=self._nodes,
+                delete_requested=self._delete,
+                spec_metadata_written_for=self._metadata_written_for,
+                options=self._options,
+                invalid=self._refused(),
+                update_failures=self._update_failures,
+                failed_at=self._failed_at,
+                pending=self._pending,
+                handled_tokens=self._handled_tokens,
+            )
+        )
+
+    async def _run_batched(self) -> str:
+        """The loop of runs recorded before PATCH_LIVE_NODES: every node's outcome is awaited
+        together. Kept so those runs replay; their next run takes `_run_live`."""
         control_failed = False
         while True:
             if self._delete:
@@ -164,18 +441,7 @@ class ModelWorkflow:
                     control_failed = True
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                assert self._revision is not None
-                workflow.continue_as_new(
-                    ModelWorkflowInput(
-                        ref=self._ref,
-                        revision=self._revision,
-                        nodes=self._nodes,
-                        delete_requested=self._delete,
-                        spec_metadata_written_for=self._metadata_written_for,
-                        options=self._options,
-                        invalid=self._refused(),
-                    )
-                )
+                self._continue_as_new()
             retry_failed = any(
                 o.state == NodeModelStatus.FAILED and o.retryable for o in self._nodes.values()
             )
@@ -186,6 +452,267 @@ class ModelWorkflow:
                 await workflow.wait_condition(lambda: self._dirty or self._delete, timeout=timeout)
             except TimeoutError:
                 self._dirty = True  # time to retry nodes whose failure may have been temporary
+
+    # --- the live loop ----------------------------------------------------------------------
+
+    async def _run_live(self) -> str:
+        control_failed = False
+        while True:
+            if self._delete:
+                await self._stop_all_runs()
+                await self._delete_everywhere()
+                return "Deleted"
+            if self._dirty:
+                self._dirty = False
+                try:
+                    await self._plan_and_start()
+                    control_failed = False
+                except ActivityError as err:
+                    workflow.logger.error("reconcile failed, retrying in %ss: %s", CONTROL_RETRY_SECONDS, err)
+                    control_failed = True
+            self._absorb_finished()
+            await self._flush_reports()
+            if self._should_continue_as_new() and not self._dirty and not self._events:
+                hard = workflow.info().get_current_history_length() > (
+                    self._options.max_history_events * _HISTORY_HARD_FACTOR
+                )
+                if not self._running or hard:
+                    # Node work still running is cancelled and starts again in the new run (a
+                    # download resumes from its checkpoint on disk).
+                    await self._stop_all_runs()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    self._continue_as_new()
+            timeout = self._next_wakeup(control_failed)
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._dirty
+                        or self._delete
+                        or self._status_due
+                        or bool(self._events)
+                        or any(run.task.done() for run in self._running.values())
+                    ),
+                    timeout=timeout,
+                )
+            except TimeoutError:
+                self._dirty = True  # a failed node is due its retry
+
+    def _next_wakeup(self, control_failed: bool) -> timedelta | None:
+        if control_failed:
+            return timedelta(seconds=CONTROL_RETRY_SECONDS)
+        now = workflow.now().timestamp()
+        waits = [
+            at + self._options.failed_node_retry_seconds - now
+            for node, at in self._failed_at.items()
+            if self._retryable_failure(node) and node not in self._running
+        ]
+        if not waits:
+            return None
+        return timedelta(seconds=max(1.0, min(waits)))
+
+    def _failure(self, node: str) -> NodeOutcome | None:
+        outcome = self._nodes.get(node)
+        if outcome is not None and outcome.state == NodeModelStatus.FAILED:
+            return outcome
+        return self._update_failures.get(node)
+
+    def _retryable_failure(self, node: str) -> bool:
+        failure = self._failure(node)
+        return failure is not None and failure.retryable
+
+    def _retry_due(self, node: str) -> bool:
+        at = self._failed_at.get(node)
+        return at is None or workflow.now().timestamp() >= at + self._options.failed_node_retry_seconds
+
+    def _serving(self, node: str) -> NodeOutcome | None:
+        outcome = self._nodes.get(node)
+        return outcome if outcome is not None and outcome.state == NodeModelStatus.READY else None
+
+    def _wants_delivery(self, node: str, fingerprint: str, generation: int) -> bool:
+        if node in self._retry_now:
+            return True
+        outcome = self._nodes.get(node)
+        if outcome is None or outcome.state == NodeModelStatus.UPDATING:
+            return True
+        if outcome.state == NodeModelStatus.READY and outcome.fingerprint == fingerprint:
+            return False
+        failure = self._failure(node)
+        if failure is None or failure.fingerprint != fingerprint:
+            return True  # the spec changed what the node must hold
+        if failure.generation != generation:
+            return True  # a newer generation (a fixed spec or Secret reference) is a new attempt
+        return failure.retryable and self._retry_due(node)
+
+    async def _plan_and_start(self) -> None:
+        revision = self._revision
+        assert revision is not None
+        self._status_due = True
+        if revision.spec is None:
+            return  # started to report a refused spec of a resource never applied
+        fingerprint = delivery_fingerprint(revision.spec)
+        plan = await self._plan()
+        self._placement = plan
+        eligible = set(plan.eligible)
+        existing = set(plan.existing_nodes)
+        for node, run in self._running.items():
+            if run.cancelled:
+                continue
+            if run.action == NodeAction.REMOVE:
+                continue  # finishes; a node eligible again is delivered to afterwards
+            if node not in eligible or run.fingerprint != fingerprint or node in self._pending:
+                run.cancel()  # superseded: a new spec, lost eligibility, or an admin's request
+        updates = []
+        for node in sorted(eligible):
+            if node in self._running:
+                continue
+            pending = self._pending.pop(node, None)
+            if pending is not None:
+                self._start(node, NodeAction(pending.action), fingerprint, pending=pending)
+            elif self._wants_delivery(node, fingerprint, revision.generation):
+                serving = self._serving(node)
+                if serving is None:
+                    self._nodes[node] = NodeOutcome(
+                        node=node, state=NodeModelStatus.UPDATING.value, generation=revision.generation
+                    )
+                elif serving.fingerprint != fingerprint:
+                    updates.append(node)
+                self._start(node, NodeAction.DELIVER, fingerprint)
+        for node in sorted(self._nodes):
+            if node not in eligible and node not in self._running:
+                self._start(node, NodeAction.REMOVE, fingerprint, node_exists=node in existing)
+        for node in list(self._pending):
+            if node not in eligible:
+                del self._pending[node]  # the node left the model's placement
+        if updates:
+            self._record(
+                reason="UpdateStarted",
+                message=f"generation {revision.generation} changes the model's files: fetching the new "
+                f"version beside the serving one on {len(updates)} node(s)",
+            )
+
+    def _cause(self, node: str, action: NodeAction) -> str:
+        revision = self._revision
+        assert revision is not None
+        if action == NodeAction.REMOVE:
+            return "the node is no longer eligible" if not self._delete else "the model is deleted"
+        if node in self._retry_now:
+            return "admin retry"
+        if self._failure(node) is not None:
+            return f"retry of generation {revision.generation} after a failure"
+        return f"generation {revision.generation}"
+
+    def _start(
+        self,
+        node: str,
+        action: NodeAction,
+        fingerprint: str,
+        *,
+        node_exists: bool = True,
+        pending: PendingNodeWork | None = None,
+    ) -> None:
+        revision = self._revision
+        assert revision is not None
+        serving = self._serving(node) if action != NodeAction.REMOVE else None
+        cause = pending.cause if pending is not None else self._cause(node, action)
+        self._retry_now.discard(node)
+        inp = NodeWorkflowInput(
+            ref=self._ref,
+            revision=revision,
+            node=node,
+            action=action,
+            node_exists=node_exists,
+            options=self._options,
+            serving=serving,
+            fresh_tag=pending.fresh_tag if pending else "",
+            repair_from=pending.repair_from if pending else "",
+            damaged_files=list(pending.damaged_files) if pending else [],
+            version_id=pending.version_id if pending else "",
+            cause=cause,
+        )
+        task = asyncio.ensure_future(self._run_node_input(inp, summary=f"{action.value} on {node}: {cause}"))
+        self._running[node] = _NodeRun(
+            task=task, action=action, fingerprint=fingerprint, serving=serving is not None
+        )
+
+    async def _run_node_input(self, inp: NodeWorkflowInput, *, summary: str) -> NodeOutcome:
+        try:
+            return await workflow.execute_child_workflow(
+                NodeWorkflow.run,
+                inp,
+                id=node_workflow_id(model_workflow_id=workflow.info().workflow_id, node_name=inp.node),
+                task_queue=CONTROL_TASK_QUEUE,
+                static_summary=summary[:200],
+            )
+        except (ChildWorkflowError, ActivityError) as err:
+            failure = describe_failure(
+                err.cause if isinstance(err, ChildWorkflowError) and err.cause else err
+            )
+            return NodeOutcome(
+                node=inp.node,
+                state=NodeModelStatus.FAILED.value,
+                reason=failure.reason,
+                message=failure.message,
+                generation=inp.revision.generation,
+                fingerprint=delivery_fingerprint(inp.revision.spec),
+                retryable=True,
+            )
+
+    def _absorb_finished(self) -> None:
+        for node, run in list(self._running.items()):
+            if not run.task.done():
+                continue
+            del self._running[node]
+            if run.cancelled or run.task.cancelled():
+                self._dirty = True  # superseded: plan again (the node may need other work now)
+                continue
+            outcome = run.task.result()
+            self._status_due = True
+            if outcome.state == NodeModelStatus.DELETED:
+                self._nodes.pop(node, None)
+                self._update_failures.pop(node, None)
+                self._failed_at.pop(node, None)
+                if node in self._eligible():
+                    self._dirty = True  # eligible again while it was being removed
+            elif outcome.state == NodeModelStatus.READY:
+                self._nodes[node] = outcome
+                self._update_failures.pop(node, None)
+                self._failed_at.pop(node, None)
+            else:
+                if run.serving and self._serving(node) is not None:
+                    self._update_failures[node] = outcome  # the previous version keeps serving
+                else:
+                    self._nodes[node] = outcome
+                self._failed_at[node] = workflow.now().timestamp()
+
+    async def _stop_all_runs(self) -> None:
+        """Cancel node work in flight and wait for it; what finished already is taken first."""
+        self._absorb_finished()
+        for run in self._running.values():
+            run.cancel()
+        if self._running:
+            await asyncio.gather(*(run.task for run in self._running.values()), return_exceptions=True)
+        self._running.clear()
+
+    async def _flush_reports(self) -> None:
+        while self._events:
+            event = self._events.pop(0)
+            try:
+                await workflow.execute_activity(
+                    "record_model_event",
+                    event,
+                    task_queue=CONTROL_TASK_QUEUE,
+                    start_to_close_timeout=REPORT_TIMEOUT,
+                    retry_policy=REPORT_RETRY,
+                    summary=f"event {event.reason}",
+                )
+            except ActivityError as err:
+                workflow.logger.info("event %s not recorded: %s", event.reason, err)
+        revision = self._revision
+        if revision is not None and revision.spec is not None:
+            await self._write_spec_metadata(revision, delivery_fingerprint(revision.spec))
+        if self._status_due:
+            plan = self._placement or PlanPlacementResult(eligible=sorted(self._nodes))
+            await self._write_status(plan.eligible, plan)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -345,6 +872,10 @@ class ModelWorkflow:
             no_nodes_reason="Disabled" if disabled else "NoEligibleNodes",
             no_nodes_message="the model is disabled" if disabled else (reasons or "the cluster has no nodes"),
             deleting=deleting,
+            updating=[
+                n for n, run in self._running.items() if run.serving and run.action != NodeAction.REMOVE
+            ],
+            update_failures=self._update_failures,
         )
         if refused is not None and not deleting:
             # Every write describes the newest generation: the refused one, never an older Ready.
@@ -360,12 +891,25 @@ class ModelWorkflow:
             return  # written on the next change or reconcile
         self._last_status = status
         self._state = status.get("state", "Deleting")
-        workflow.upsert_search_attributes(
-            [
-                SA_MODEL_STATE.value_set(self._state),
-                SA_NODE_NAMES.value_set(sorted(self._nodes)),
+        attributes: list[SearchAttributeUpdate[Any]] = [
+            SA_MODEL_STATE.value_set(self._state),
+            SA_NODE_NAMES.value_set(sorted(self._nodes)),
+        ]
+        if self._live:
+            not_ready = [
+                f"{node}={'UpdateFailed' if node in self._update_failures else outcome.state}"
+                for node, outcome in sorted(self._nodes.items())
+                if outcome.state != NodeModelStatus.READY or node in self._update_failures
             ]
-        )
+            attributes.append(SA_NODE_STATES.value_set(not_ready[:_MAX_NODE_STATES]))
+            if self._revision.spec is not None:
+                attributes.append(SA_STORAGE_URI.value_set(self._revision.spec.storage.storage_uri))
+            ready = len(status.get("nodesReady") or [])
+            workflow.set_current_details(
+                f"{self._state or 'Deleting'}: ready on {ready} of {len(eligible)} node(s); "
+                f"in flight: {', '.join(sorted(self._running)) or 'nothing'}"
+            )
+        workflow.upsert_search_attributes(attributes)
 
     async def _delete_everywhere(self) -> None:
         # Deletion must finish (the finalizer holds the resource): retry through API outages.
@@ -392,3 +936,8 @@ class ModelWorkflow:
         )
         self._nodes.clear()
         await self._control(ResourceActivities.release_finalizer, ReleaseFinalizerInput(ref=self._ref))
+
+
+def _tag() -> str:
+    """A short deterministic tag naming a fresh version directory (replays give the same one)."""
+    return workflow.uuid4().hex[:8]

@@ -2,16 +2,27 @@
 
 deliver: label Updating -> ensure the node's worker -> download -> verify -> activate -> parse ->
 label Ready (or Failed, with the reason). remove: delete the files (when the node still exists),
-then the ConfigMap entry and node label. Node activities run on the node's own task queue; a node
-whose worker never polls fails by schedule-to-start timeout instead of hanging.
+then the ConfigMap entry and node label. rollback: verify a kept version, then serve it again.
+Node activities run on the node's own task queue; a node whose worker never polls fails by
+schedule-to-start timeout instead of hanging.
+
+When a verified version already serves on the node (`NodeWorkflowInput.serving`: an update, a
+redownload, a repair), the new version is fetched beside it and the node stays Ready throughout; a
+failure leaves the previous version serving and the label Ready (a recorded rollback). Every
+transition is a Kubernetes Event on the resource, and while bytes move a control-queue activity
+copies the download's heartbeat into the node's ConfigMap entry as `progress`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.download import DownloadActivities
@@ -31,8 +42,10 @@ with workflow.unsafe.imports_passed_through():
         NodeWorkflowInput,
         ParseModelInput,
         ParseModelResult,
+        RecordModelEventInput,
         RemoveModelFilesInput,
         RemoveNodeModelStatusInput,
+        ReportNodeProgressInput,
         SetNodeModelStatusInput,
         VerifyModelInput,
     )
@@ -54,6 +67,14 @@ with workflow.unsafe.imports_passed_through():
 
 # Patches (workflow.patched): each changes the commands a running workflow issues.
 PATCH_FAILURES_HEAL = "node-failures-heal-v1"  # failures that need no spec change are retried later
+# Events on the resource, progress in the ConfigMap entry, and a serving version kept Ready while
+# a newer one is fetched beside it.
+PATCH_NODE_REPORTS = "node-events-progress-v1"
+
+# Events and progress are reports: a few quick tries, and their failure never fails the delivery.
+REPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+REPORT_TIMEOUT = timedelta(seconds=30)
+PROGRESS_HEARTBEAT = timedelta(seconds=60)
 
 
 def skip_config_parsing(annotations: dict[str, str]) -> bool:
@@ -66,7 +87,67 @@ class NodeWorkflow:
     async def run(self, inp: NodeWorkflowInput) -> NodeOutcome:
         if inp.action == NodeAction.REMOVE:
             return await self._remove(inp)
+        if inp.action == NodeAction.ROLLBACK:
+            return await self._rollback(inp)
         return await self._deliver(inp)
+
+    async def _event(
+        self, inp: NodeWorkflowInput, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        try:
+            await workflow.execute_activity(
+                "record_model_event",
+                RecordModelEventInput(
+                    ref=inp.ref,
+                    reason=reason,
+                    message=message,
+                    type="Warning" if warning else "Normal",
+                    node=inp.node,
+                ),
+                task_queue=CONTROL_TASK_QUEUE,
+                start_to_close_timeout=REPORT_TIMEOUT,
+                retry_policy=REPORT_RETRY,
+                summary=f"event {reason}",
+            )
+        except ActivityError as err:
+            workflow.logger.info("event %s on %s not recorded: %s", reason, inp.ref.display(), err)
+
+    def _start_progress(self, inp: NodeWorkflowInput) -> asyncio.Task[object]:
+        serving = inp.serving
+        report = ReportNodeProgressInput(
+            ref=inp.ref,
+            node=inp.node,
+            node_workflow_id=workflow.info().workflow_id,
+            status=(NodeModelStatus.READY if serving else NodeModelStatus.UPDATING).value,
+            config=serving.metadata if serving else None,
+        )
+        return asyncio.ensure_future(
+            workflow.execute_activity(
+                "report_node_progress",
+                report,
+                task_queue=CONTROL_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=inp.options.download_timeout_seconds + 7200),
+                heartbeat_timeout=PROGRESS_HEARTBEAT,
+                cancellation_type=ActivityCancellationType.TRY_CANCEL,
+                retry_policy=REPORT_RETRY,
+                summary=f"progress of {inp.node} into its ConfigMap entry",
+            )
+        )
+
+    @staticmethod
+    async def _stop_progress(progress: asyncio.Task[object] | None) -> None:
+        if progress is None:
+            return
+        progress.cancel()
+        with contextlib.suppress(ActivityError, asyncio.CancelledError):
+            await progress
+
+    async def _keep_serving(self, inp: NodeWorkflowInput) -> None:
+        """After a failed update the label and entry say Ready again, with the serving version's
+        metadata (a concurrent writer may have set anything meanwhile)."""
+        serving = inp.serving
+        assert serving is not None
+        await self._label(inp, NodeModelStatus.READY, config=serving.metadata)
 
     async def _label(
         self, inp: NodeWorkflowInput, status: NodeModelStatus, config: dict | None = None
@@ -95,36 +176,58 @@ class NodeWorkflow:
         assert spec is not None, "a delivery always carries the spec it delivers"
         fingerprint = delivery_fingerprint(spec)
         schedule_to_start = timedelta(seconds=inp.options.node_schedule_to_start_seconds)
-        await self._label(inp, NodeModelStatus.UPDATING)
+        reports = workflow.patched(PATCH_NODE_REPORTS)
+        serving = inp.serving if reports else None
+        if serving is None:
+            await self._label(inp, NodeModelStatus.UPDATING)
+        if reports:
+            beside = f" beside serving version {serving.version_id or serving.revision}" if serving else ""
+            await self._event(inp, "DownloadStarted", f"fetching{beside}: {inp.cause or 'delivery'}")
         work = {"ref": inp.ref, "spec": spec, "node": inp.node}
+        progress: asyncio.Task[object] | None = None
         try:
             queue = await self._ensure_worker(inp)
-            downloaded = await workflow.execute_activity_method(
-                DownloadActivities.download_model,
-                DownloadModelInput(**work),
-                task_queue=queue,
-                schedule_to_start_timeout=schedule_to_start,
-                start_to_close_timeout=timedelta(seconds=inp.options.download_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=inp.options.download_heartbeat_seconds),
-                retry_policy=DOWNLOAD_RETRY,
-            )
-            version = downloaded.version_id
-            await workflow.execute_activity_method(
-                FilesActivities.verify_model,
-                VerifyModelInput(**work, version_id=version),
-                task_queue=queue,
-                schedule_to_start_timeout=schedule_to_start,
-                start_to_close_timeout=VERIFY_TIMEOUT,
-                heartbeat_timeout=VERIFY_HEARTBEAT,
-                retry_policy=NODE_LOCAL_RETRY,
-            )
-            await workflow.execute_activity_method(
+            if reports:
+                progress = self._start_progress(inp)
+            try:
+                downloaded = await workflow.execute_activity_method(
+                    DownloadActivities.download_model,
+                    DownloadModelInput(
+                        **work,
+                        fresh_tag=inp.fresh_tag,
+                        repair_from=inp.repair_from,
+                        damaged_files=inp.damaged_files,
+                    ),
+                    task_queue=queue,
+                    schedule_to_start_timeout=schedule_to_start,
+                    start_to_close_timeout=timedelta(seconds=inp.options.download_timeout_seconds),
+                    heartbeat_timeout=timedelta(seconds=inp.options.download_heartbeat_seconds),
+                    retry_policy=DOWNLOAD_RETRY,
+                    summary=_download_summary(inp),
+                )
+                version = downloaded.version_id
+                await workflow.execute_activity_method(
+                    FilesActivities.verify_model,
+                    VerifyModelInput(**work, version_id=version),
+                    task_queue=queue,
+                    schedule_to_start_timeout=schedule_to_start,
+                    start_to_close_timeout=VERIFY_TIMEOUT,
+                    heartbeat_timeout=VERIFY_HEARTBEAT,
+                    retry_policy=NODE_LOCAL_RETRY,
+                    summary=f"verify every byte of {version}",
+                )
+            finally:
+                await self._stop_progress(progress)
+            activated = await workflow.execute_activity_method(
                 FilesActivities.activate_model_version,
-                ActivateModelVersionInput(**work, version_id=version),
+                ActivateModelVersionInput(
+                    **work, version_id=version, keep_previous=inp.options.keep_versions
+                ),
                 task_queue=queue,
                 schedule_to_start_timeout=schedule_to_start,
                 start_to_close_timeout=FILES_TIMEOUT,
                 retry_policy=NODE_LOCAL_RETRY,
+                summary=f"serve {version} at {spec.storage.path}",
             )
             if skip_config_parsing(inp.revision.annotations):
                 parsed = ParseModelResult(metadata=spec_metadata(spec), skipped=True)
@@ -142,7 +245,19 @@ class NodeWorkflow:
             workflow.logger.warning(
                 "%s failed on node %s: %s: %s", inp.ref.display(), inp.node, failure.reason, failure.message
             )
-            await self._label(inp, NodeModelStatus.FAILED)
+            if serving is not None:
+                await self._keep_serving(inp)
+                await self._event(
+                    inp,
+                    "UpdateFailed",
+                    f"{failure.reason}: {failure.message}; still serving version "
+                    f"{serving.version_id or serving.revision}",
+                    warning=True,
+                )
+            else:
+                await self._label(inp, NodeModelStatus.FAILED)
+                if reports:
+                    await self._event(inp, "NodeFailed", f"{failure.reason}: {failure.message}", warning=True)
             return NodeOutcome(
                 node=inp.node,
                 state=NodeModelStatus.FAILED.value,
@@ -161,15 +276,104 @@ class NodeWorkflow:
             version,
             downloaded.total_bytes,
         )
+        reason = "Repaired" if inp.repair_from else "Redownloaded" if inp.fresh_tag else "Downloaded"
+        message = f"{downloaded.files} file(s), {downloaded.total_bytes} bytes verified"
+        if inp.repair_from:
+            fetched = downloaded.bytes_transferred
+            message += f"; {len(inp.damaged_files)} damaged file(s) fetched again ({fetched} bytes)"
+        if reports:
+            await self._event(
+                inp, "NodeReady" if reason == "Downloaded" else reason, f"version {version}: {message}"
+            )
         return NodeOutcome(
             node=inp.node,
             state=NodeModelStatus.READY.value,
-            reason="Downloaded",
-            message=f"{downloaded.files} file(s), {downloaded.total_bytes} bytes verified",
+            reason=reason,
+            message=message,
             generation=inp.revision.generation,
             revision=downloaded.revision,
             fingerprint=fingerprint,
             metadata=parsed.metadata,
+            version_id=activated.version_id,
+            kept_versions=activated.kept,
+        )
+
+    async def _rollback(self, inp: NodeWorkflowInput) -> NodeOutcome:
+        """Serve a kept version again: verify every byte of it, swap the link, parse it."""
+        spec = inp.revision.spec
+        assert spec is not None, "a rollback always carries the current spec"
+        schedule_to_start = timedelta(seconds=inp.options.node_schedule_to_start_seconds)
+        work = {"ref": inp.ref, "spec": spec, "node": inp.node}
+        version = inp.version_id
+        try:
+            queue = await self._ensure_worker(inp)
+            await workflow.execute_activity_method(
+                FilesActivities.verify_model,
+                VerifyModelInput(**work, version_id=version),
+                task_queue=queue,
+                schedule_to_start_timeout=schedule_to_start,
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                heartbeat_timeout=VERIFY_HEARTBEAT,
+                retry_policy=NODE_LOCAL_RETRY,
+                summary=f"verify kept version {version} before serving it",
+            )
+            activated = await workflow.execute_activity_method(
+                FilesActivities.activate_model_version,
+                ActivateModelVersionInput(
+                    **work, version_id=version, keep_previous=inp.options.keep_versions
+                ),
+                task_queue=queue,
+                schedule_to_start_timeout=schedule_to_start,
+                start_to_close_timeout=FILES_TIMEOUT,
+                retry_policy=NODE_LOCAL_RETRY,
+                summary=f"roll back: serve {version} at {spec.storage.path}",
+            )
+            if skip_config_parsing(inp.revision.annotations):
+                parsed = ParseModelResult(metadata=spec_metadata(spec), skipped=True)
+            else:
+                parsed = await workflow.execute_activity_method(
+                    ParseActivities.parse_model,
+                    ParseModelInput(**work, version_id=version),
+                    task_queue=queue,
+                    schedule_to_start_timeout=schedule_to_start,
+                    start_to_close_timeout=PARSE_TIMEOUT,
+                    retry_policy=NODE_LOCAL_RETRY,
+                )
+        except ActivityError as err:
+            failure = describe_failure(err)
+            serving = inp.serving
+            still = f"; still serving version {serving.version_id}" if serving else ""
+            await self._event(
+                inp,
+                "RollbackFailed",
+                f"to {version}: {failure.reason}: {failure.message}{still}",
+                warning=True,
+            )
+            return NodeOutcome(
+                node=inp.node,
+                state=NodeModelStatus.FAILED.value,
+                reason=failure.reason,
+                message=f"rollback to {version}: {failure.message}",
+                generation=inp.revision.generation,
+                fingerprint=delivery_fingerprint(spec),
+                retryable=False,
+            )
+        await self._label(inp, NodeModelStatus.READY, config=parsed.metadata)
+        workflow.logger.info("%s rolled back on node %s to version %s", inp.ref.display(), inp.node, version)
+        await self._event(inp, "RolledBack", f"serving kept version {version} again ({inp.cause})")
+        return NodeOutcome(
+            node=inp.node,
+            state=NodeModelStatus.READY.value,
+            reason="RolledBack",
+            message=f"serving kept version {version} ({inp.cause})",
+            generation=inp.revision.generation,
+            revision=inp.serving.revision if inp.serving else "",
+            # Pinned until the spec changes again or an admin asks otherwise: the current spec's
+            # fingerprint, so the rollback is not undone by the next reconcile.
+            fingerprint=delivery_fingerprint(spec),
+            metadata=parsed.metadata,
+            version_id=activated.version_id,
+            kept_versions=activated.kept,
         )
 
     async def _remove(self, inp: NodeWorkflowInput) -> NodeOutcome:
@@ -212,6 +416,14 @@ class NodeWorkflow:
             message=message,
             generation=inp.revision.generation,
         )
+
+
+def _download_summary(inp: NodeWorkflowInput) -> str:
+    if inp.repair_from:
+        return f"repair {inp.repair_from}: fetch {len(inp.damaged_files)} damaged file(s) again"
+    if inp.fresh_tag:
+        return "fresh download, ignoring what is on disk"
+    return f"download {inp.ref.display()} onto {inp.node}"
 
 
 def _pvc_claim(inp: NodeWorkflowInput) -> tuple[str | None, str | None]:

@@ -117,3 +117,48 @@ def test_deletion_is_reported_in_conditions_without_a_state_ome_does_not_know():
     assert "state" not in status
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Deleting")
+
+
+def _conditions(status: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+@pytest.mark.parametrize(
+    ("updating", "update_failures", "progressing", "degraded"),
+    [
+        # a Ready node fetching a newer version stays Ready; the model shows Progressing=Updating
+        (["a"], {}, ("True", "Updating", "a"), ("False", "NoFailures")),
+        # its newer version failed: still Ready, Degraded names the failure and the rollback
+        (
+            [],
+            {"a": outcome("a", "Failed", "NotFound", "no such repo")},
+            ("False", "Idle", ""),
+            ("True", "UpdateFailed"),
+        ),
+        # a node not Ready is never "updating": it is simply in progress
+        (["b"], {}, ("True", "Downloading", "b"), ("False", "NoFailures")),
+    ],
+)
+def test_an_update_beside_a_serving_version_keeps_the_model_ready(
+    updating, update_failures, progressing, degraded
+):
+    outcomes = {"a": outcome("a", "Ready")}
+    status = desired_status(
+        generation=4,
+        eligible=["a", "b"] if "b" in updating else ["a"],
+        outcomes=outcomes,
+        updating=updating,
+        update_failures=update_failures,
+    )
+    conditions = _conditions(status)
+    assert "a" in status["nodesReady"]
+    assert (
+        conditions["Progressing"]["status"],
+        conditions["Progressing"]["reason"],
+        conditions["Progressing"]["message"],
+    ) == progressing
+    assert (conditions["Degraded"]["status"], conditions["Degraded"]["reason"]) == degraded
+    if update_failures:
+        assert "no such repo" in conditions["Degraded"]["message"]
+        assert "previous version still serving" in conditions["Degraded"]["message"]
+        assert status["state"] == "Ready" and conditions["Ready"]["status"] == "True"

@@ -31,8 +31,12 @@ from modelferry.messages import (
     PipelineOptions,
     PlanPlacementInput,
     PlanPlacementResult,
+    RecordModelEventInput,
+    RecordModelEventResult,
     RemoveModelFilesInput,
     RemoveModelFilesResult,
+    ReportNodeProgressInput,
+    ReportNodeProgressResult,
     VerifyModelInput,
     VerifyModelResult,
     WriteModelStatusInput,
@@ -51,6 +55,7 @@ class StandIns:
         self.fail_download_on = fail_download_on
         self.statuses: list[dict] = []
         self.downloads: list[str] = []
+        self.events: list[RecordModelEventInput] = []
 
     def control(self) -> list:
         @activity.defn(name="ensure_finalizer")
@@ -90,6 +95,20 @@ class StandIns:
         def ensure_node_worker(inp: EnsureNodeWorkerInput) -> EnsureNodeWorkerResult:
             return EnsureNodeWorkerResult(task_queue=node_task_queue(inp.node), mode="static")
 
+        @activity.defn(name="record_model_event")
+        def record_model_event(inp: RecordModelEventInput) -> RecordModelEventResult:
+            self.events.append(inp)
+            return RecordModelEventResult(recorded=True)
+
+        @activity.defn(name="report_node_progress")
+        async def report_node_progress(_: ReportNodeProgressInput) -> ReportNodeProgressResult:
+            try:
+                while True:
+                    activity.heartbeat()
+                    await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                return ReportNodeProgressResult()
+
         return [
             ensure_finalizer,
             release_finalizer,
@@ -99,6 +118,8 @@ class StandIns:
             set_node_model_status,
             remove_node_model_status,
             ensure_node_worker,
+            record_model_event,
+            report_node_progress,
         ]
 
     def node(self, name: str) -> list:

@@ -152,10 +152,15 @@ async def test_a_failed_node_is_retried_after_the_new_interval(temporal):
             return [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() for e in started]
 
         waited = await until(lambda: _at_least_two(timers()), "the second retry timer")
-        assert waited[0] == timedelta(seconds=PipelineOptions().failed_node_retry_seconds)
-        assert waited[-1] == timedelta(seconds=FAILED_NODE_RETRY_SECONDS)
+        # A retry waits out what is left of the interval since the failure (a few events later).
+        assert _about(waited[0], PipelineOptions().failed_node_retry_seconds)
+        assert _about(waited[-1], FAILED_NODE_RETRY_SECONDS)
         await handle.signal(ModelWorkflow.request_delete)
         assert await handle.result() == "Deleted"
+
+
+def _about(waited: timedelta, interval: float) -> bool:
+    return timedelta(seconds=interval - 10) <= waited <= timedelta(seconds=interval)
 
 
 async def _at_least_two(found: Awaitable[list[timedelta]]) -> list[timedelta] | None:
