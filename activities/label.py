@@ -4,6 +4,8 @@ ConfigMap entry and node label, in the documented formats, OME's current ones or
 
 ConfigMap writes are read-modify-write with the object's resourceVersion; on 409 the activity
 re-reads and re-applies its one entry, so many models finishing on one node at once lose nothing.
+This is the one writer of entries: the progress reporter (`activities/progress.py`) writes a
+download's progress through `write_node_progress` here too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.messages import (
+    ModelRef,
+    NodeProgress,
     RemoveNodeModelStatusInput,
     RemoveNodeModelStatusResult,
     SetNodeModelStatusInput,
@@ -28,6 +32,7 @@ from modelferry.nodestatus import (
     configmap_labels,
     model_labels_patch,
     with_entry,
+    with_progress,
     without_entry,
 )
 
@@ -44,14 +49,15 @@ class LabelActivities:
 
     def _update_configmap(
         self, node: str, change: Callable[[dict[str, str]], dict[str, str]], *, delete_when_empty: bool
-    ) -> None:
+    ) -> bool:
+        """Apply `change` to the node's ConfigMap data; True when that wrote something."""
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
                 cm = self._kube.get_configmap(self._ns, node)
             except KubeNotFoundError:
                 data = change({})
                 if not data:
-                    return
+                    return False
                 body: dict[str, Any] = {
                     "apiVersion": "v1",
                     "kind": "ConfigMap",
@@ -64,13 +70,13 @@ class LabelActivities:
                 }
                 try:
                     self._kube.create_configmap(self._ns, body)
-                    return
+                    return True
                 except KubeConflictError:
                     continue  # someone created it first: re-read and merge
             old = dict(cm.get("data") or {})
             new = change(old)
             if new == old:
-                return
+                return False
             rv = cm["metadata"]["resourceVersion"]
             try:
                 if not new and delete_when_empty:
@@ -78,12 +84,31 @@ class LabelActivities:
                 else:
                     cm["data"] = new
                     self._kube.replace_configmap(self._ns, node, cm)
-                return
+                return True
             except KubeConflictError:
                 continue
             except KubeNotFoundError:
                 continue
         raise KubeConflictError(f"ConfigMap {self._ns}/{node}: update kept conflicting")
+
+    def write_node_progress(
+        self,
+        *,
+        ref: ModelRef,
+        node: str,
+        status: NodeModelStatus,
+        config: dict[str, Any] | None,
+        progress: NodeProgress,
+    ) -> bool:
+        """Put `progress` on the model's entry on `node`, which keeps `status` and `config`; only
+        over an entry that still records `status` (`nodestatus.with_progress`). True if written."""
+        return self._update_configmap(
+            node,
+            lambda data: with_progress(
+                data, ref=ref, status=status, config=config, progress=progress, formats=self._formats
+            ),
+            delete_when_empty=False,
+        )
 
     @activity.defn(name="set_node_model_status")
     @typed_failures

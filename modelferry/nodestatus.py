@@ -9,9 +9,13 @@ OME's seed documents and its code today disagree, and a drop-in must satisfy bot
   node label `models.ome/<model uid>=Ready|Updating|Failed`.
 - OME's code: the same ConfigMap, keyed `{namespace}.basemodel.{name}` / `clusterbasemodel.{name}`
   with a `ModelEntry` value (`name`, `status`, `config` holding only `ModelConfig`'s fields and
-  types, `progress`), and a node label `models.ome.io/{namespace}.basemodel.{name}` /
+  types, `progress` while a download runs), and a node label `models.ome.io/{namespace}.basemodel.{name}` /
   `models.ome.io/clusterbasemodel.{name}` that InferenceService pods select on. Names are in
   `modelferry.names`. OME names no FineTunedWeight: one gets only the documented formats.
+
+While a node downloads, both entries carry a `progress` object (`messages.NodeProgress`: OME's
+`DownloadProgress` field names; the documented entry also keeps `etaSeconds`); any write without
+one, a final Ready or Failed included, drops it.
 
 A `ReportFormat` picks which are written; every write also clears the formats not picked, and a
 removal clears all of them, so switching formats never strands an entry or a label.
@@ -22,10 +26,11 @@ Pure functions: the activity reads the ConfigMap, applies these, and writes with
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from modelferry.messages import ModelRef
+from modelferry.messages import ModelRef, NodeProgress
 from modelferry.names import (
     CONFIGMAP_KEY_MAX,
     CONFIGMAP_STATUS_LABEL,
@@ -41,6 +46,8 @@ from modelferry.spec.status import NodeModelStatus
 __all__ = ["NodeModelStatus", "ReportFormat", "entry_key", "entry_value", "ome_entry_key", "ome_entry_value"]
 
 _INT32_MAX = 2**31 - 1
+_UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
 
 
 def entry_key(ref: ModelRef) -> str:
@@ -67,11 +74,19 @@ def ome_label_key(ref: ModelRef) -> str | None:
     return ome_node_label_key(kind=ref.kind, namespace=ref.namespace, name=ref.name)
 
 
-def entry_value(*, ref: ModelRef, status: NodeModelStatus, config: Mapping[str, Any] | None) -> str:
-    """The documented entry: the parsed metadata as it is."""
+def entry_value(
+    *,
+    ref: ModelRef,
+    status: NodeModelStatus,
+    config: Mapping[str, Any] | None,
+    progress: NodeProgress | None = None,
+) -> str:
+    """The documented entry: the parsed metadata as it is, and the download's progress if one runs."""
     body: dict[str, Any] = {"name": ref.name, "status": status.value}
     if config:
         body["config"] = dict(config)
+    if progress is not None:
+        body["progress"] = progress.model_dump(by_alias=True, exclude_none=True)
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -131,12 +146,53 @@ def ome_model_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _uint(limit: int) -> Callable[[Any], int | None]:
+    def shape(value: Any) -> int | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+        return value if ok else None
+
+    return shape
+
+
+def _float64(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# DownloadProgress's JSON name -> the shaper for its Go type, in its field order (no omitempty
+# there, but a missing field decodes as zero, so a field we cannot shape is left out).
+_OME_DOWNLOAD_PROGRESS: dict[str, Callable[[Any], Any]] = {
+    "phase": _string,
+    "totalBytes": _uint(_UINT64_MAX),
+    "completedBytes": _uint(_UINT64_MAX),
+    "totalFiles": _uint(_UINT32_MAX),
+    "completedFiles": _uint(_UINT32_MAX),
+    "speedBytesPerSec": _float64,
+    "lastUpdated": _string,
+}
+
+
+def ome_download_progress(progress: NodeProgress | Mapping[str, Any]) -> dict[str, Any]:
+    """A progress as OME's `DownloadProgress` JSON: its fields and types only (no etaSeconds)."""
+    wire = progress.model_dump(by_alias=True) if isinstance(progress, NodeProgress) else progress
+    out: dict[str, Any] = {}
+    for key, shape in _OME_DOWNLOAD_PROGRESS.items():
+        value = shape(wire.get(key))
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def ome_entry_value(
     *,
     ref: ModelRef,
     status: NodeModelStatus,
     config: Mapping[str, Any] | None,
-    progress: Mapping[str, Any] | None = None,
+    progress: NodeProgress | Mapping[str, Any] | None = None,
 ) -> str:
     """OME's `ModelEntry` JSON, fields in its struct order. `progress` (OME's `DownloadProgress`:
     phase, totalBytes, completedBytes, totalFiles, completedFiles, speedBytesPerSec, lastUpdated)
@@ -146,7 +202,7 @@ def ome_entry_value(
     if shaped:
         body["config"] = shaped
     if progress is not None:
-        body["progress"] = dict(progress)
+        body["progress"] = ome_download_progress(progress)
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -174,10 +230,12 @@ def with_entry(
     status: NodeModelStatus,
     config: Mapping[str, Any] | None,
     formats: ReportFormat = ReportFormat.BOTH,
+    progress: NodeProgress | None = None,
 ) -> dict[str, str]:
     """The ConfigMap data after setting this model's entry in `formats` (and dropping it from the
     others). A status change without new metadata keeps the config already recorded (an Updating
-    entry for a re-download keeps the old config), whichever format recorded it."""
+    entry for a re-download keeps the old config), whichever format recorded it. The entry carries
+    `progress` only when given: every other write drops it."""
     out = without_entry(data, ref=ref)
     if config is None:
         config = _recorded_config(data or {}, ref)
@@ -185,11 +243,40 @@ def with_entry(
     # A documented key past Kubernetes' limit would make the API refuse the whole ConfigMap, and
     # with it every other model's entry on the node: it is left out (OME's key is always valid).
     if formats.writes_docs and len(docs_key) <= CONFIGMAP_KEY_MAX:
-        out[docs_key] = entry_value(ref=ref, status=status, config=config)
+        out[docs_key] = entry_value(ref=ref, status=status, config=config, progress=progress)
     ome_key = ome_entry_key(ref)
     if formats.writes_ome and ome_key is not None:
-        out[ome_key] = ome_entry_value(ref=ref, status=status, config=config)
+        out[ome_key] = ome_entry_value(ref=ref, status=status, config=config, progress=progress)
     return out
+
+
+def entry_status(data: Mapping[str, str] | None, *, ref: ModelRef) -> str | None:
+    """The status this model's entry records, whichever format holds it; None without an entry."""
+    for key in _entry_keys(ref):
+        try:
+            status = json.loads((data or {})[key]).get("status")
+        except (KeyError, ValueError, AttributeError):
+            continue
+        if isinstance(status, str):
+            return status
+    return None
+
+
+def with_progress(
+    data: Mapping[str, str] | None,
+    *,
+    ref: ModelRef,
+    status: NodeModelStatus,
+    config: Mapping[str, Any] | None,
+    progress: NodeProgress,
+    formats: ReportFormat = ReportFormat.BOTH,
+) -> dict[str, str]:
+    """`with_entry` with `progress`, but only over an entry that still records `status`: a progress
+    report never creates an entry (a removed model stays removed) nor overwrites another status
+    (a late report never hides the Ready or Failed that ended the download)."""
+    if entry_status(data, ref=ref) != status.value:
+        return dict(data or {})
+    return with_entry(data, ref=ref, status=status, config=config, formats=formats, progress=progress)
 
 
 def without_entry(data: Mapping[str, str] | None, *, ref: ModelRef) -> dict[str, str]:

@@ -5,9 +5,11 @@ clears every format whatever the setting."""
 from __future__ import annotations
 
 import json
+from unittest.mock import create_autospec
 
 from kubernetes import client as k8s
 from kubernetes import config
+from temporalio.client import Client
 
 from activities.kube import KubeClient
 from activities.label import LabelActivities
@@ -89,7 +91,8 @@ def test_the_setting_reaches_the_label_activities(tmp_path):
         api.write_kubeconfig(tmp_path / "kubeconfig")
         api_client = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
         settings = load_settings(environ={}, overrides={"kube.report_formats": "ome"})
-        activities = control_activities(kube=KubeClient(api_client), settings=settings)
+        temporal = create_autospec(Client, instance=True)  # only the progress reporter uses it
+        activities = control_activities(client=temporal, kube=KubeClient(api_client), settings=settings)
         set_status = next(a for a in activities if getattr(a, "__name__", "") == "set_node_model_status")
         set_status(SetNodeModelStatusInput(ref=BM, node="gpu-1", status="Ready"))
         data = k8s.CoreV1Api(api_client).read_namespaced_config_map("gpu-1", "ome").data

@@ -118,6 +118,9 @@ def test_default_install_applies_and_its_policy_type_checks(kubectl: Kubectl, in
         (CONTROLLER, "create", "jobs.batch", NAMESPACE, True),
         (CONTROLLER, "create", "jobs.batch", "default", False),
         (CONTROLLER, "update", "configmaps", NAMESPACE, True),
+        (CONTROLLER, "create", "events", "team-a", True),  # a BaseModel's namespace
+        (CONTROLLER, "patch", "events", "default", True),  # a cluster-scoped model's repeat
+        (CONTROLLER, "delete", "events", "default", False),
         (CONTROLLER, "get", "secrets", NAMESPACE, False),
         (CONTROLLER, "create", "pods", NAMESPACE, False),
         (CONTROLLER, "delete", "basemodels.ome.io", None, False),
