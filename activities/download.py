@@ -14,9 +14,10 @@ pins the revision the previous attempt was fetching, so a moving branch cannot m
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from temporalio import activity
@@ -27,11 +28,18 @@ from activities.errors import typed_failures
 from activities.heartbeat import Heartbeater, last_checkpoint
 from activities.ownership import claim_model_path, name_limits, owner_for
 from activities.secrets import SecretReader, read_model_secret
-from activities.storage.base import DownloadOptions, DownloadProgress, ModelListing, RemoteFile
+from activities.storage.base import (
+    DownloadOptions,
+    DownloadProgress,
+    ModelListing,
+    RemoteFile,
+    StorageBackend,
+)
 from activities.storage.engine import DownloadCancelledError
 from activities.storage.engine import download_model as engine_download
 from activities.storage.manifest import DIGEST_KINDS, Manifest, StateLayout, read_manifest
 from activities.storage.registry import BackendSettings, open_backend
+from activities.storage.seed import seed_from_version
 from modelferry.admission import admission_policy, check_claim_access, resolve_claim
 from modelferry.errors import InvalidSpecError
 from modelferry.layout import (
@@ -94,15 +102,30 @@ def _file_identity(f: RemoteFile) -> FileIdentity:
     return FileIdentity(name=f.name, size=f.size, digests=tuple((k, v) for k, v in digests.items() if v))
 
 
-def choose_version_id(*, layout: ModelLayout, uri: StorageUri, listing: ModelListing) -> str:
-    """The content-identified version; a complete directory of an older release (named by the
-    revision alone) is reused when its manifest holds exactly this listing, so an upgrade
-    downloads nothing again."""
+def choose_version_id(
+    *, layout: ModelLayout, uri: StorageUri, listing: ModelListing, fresh_tag: str = ""
+) -> str:
+    """The version directory this listing goes to.
+
+    - `fresh_tag`: a new directory `<content version id>-<fresh_tag>`, whatever is on disk;
+    - else the ACTIVE version when its manifest holds exactly this listing, so a version a fresh
+      download or a repair named `<id>-<tag>` keeps serving later deliveries of the same content;
+    - else the content-identified version; a complete directory of an older release (named by the
+      revision alone) is reused when its manifest holds exactly this listing, so an upgrade
+      downloads nothing again.
+    """
     content_id = content_version_id(
         source=source_identity(uri),
         revision=listing.revision,
         files=[_file_identity(f) for f in listing.files],
     )
+    if fresh_tag:
+        return fresh_version_id(content_id, fresh_tag=fresh_tag)
+    active = active_version(layout)
+    if active is not None and active != content_id:
+        manifest = read_manifest(StateLayout(layout.version_dir(active)).manifest)
+        if manifest is not None and manifest_holds(manifest, listing):
+            return active
     legacy_id = version_id_for(listing.revision)
     if layout.version_dir(content_id).exists() or legacy_id == content_id:
         return content_id
@@ -110,6 +133,18 @@ def choose_version_id(*, layout: ModelLayout, uri: StorageUri, listing: ModelLis
     if manifest is not None and manifest_holds(manifest, listing):
         return legacy_id
     return content_id
+
+
+def fresh_version_id(content_id: str, *, fresh_tag: str) -> str:
+    """`<content version id>-<tag>`: a directory no earlier delivery of this content used."""
+    return f"{content_id}-{version_id_for(fresh_tag)}"
+
+
+def active_version(layout: ModelLayout) -> str | None:
+    """The version `storage.path` points at now (None when it is not a symlink)."""
+    if not layout.link.is_symlink():
+        return None
+    return Path(os.readlink(layout.link)).name
 
 
 def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
@@ -133,6 +168,40 @@ def storage_path_of(inp: NodeWork) -> str:
     if not path:
         raise InvalidSpecError("is required to place the model on the node", field="spec.storage.path")
     return path
+
+
+def _seed_repair(
+    inp: DownloadModelInput,
+    *,
+    layout: ModelLayout,
+    version_id: str,
+    listing: ModelListing,
+    backend: StorageBackend,
+) -> None:
+    """A repair: the new version starts as the damaged one's sound files (`storage.seed`)."""
+    if not inp.fresh_tag:
+        raise InvalidSpecError("a repair needs a fresh_tag: it never writes into the damaged version")
+    if PurePosixPath(inp.repair_from).name != inp.repair_from or inp.repair_from in (".", ".."):
+        raise InvalidSpecError(f"repair_from {inp.repair_from!r} is not a version id")
+    if inp.repair_from == version_id:
+        return
+    seeded = seed_from_version(
+        source=layout.version_dir(inp.repair_from),
+        dest=layout.version_dir(version_id),
+        listing=listing,
+        damaged=set(inp.damaged_files),
+        describe=backend.describe(),
+    )
+    activity.logger.info(
+        "%s on %s: repairing %s as %s: %d file(s) linked, %d copied, %d left to fetch",
+        inp.ref.display(),
+        inp.node,
+        inp.repair_from,
+        version_id,
+        len(seeded.linked),
+        len(seeded.copied),
+        len(seeded.skipped),
+    )
 
 
 class DownloadActivities:
@@ -183,12 +252,16 @@ class DownloadActivities:
             )
             try:
                 listing = backend.list_files()
-                version_id = choose_version_id(layout=layout, uri=uri, listing=listing)
+                version_id = choose_version_id(
+                    layout=layout, uri=uri, listing=listing, fresh_tag=inp.fresh_tag
+                )
                 check_name_lengths(
                     version_dir=str(layout.version_dir(version_id)),
                     names=[f.name for f in listing.files],
                     limits=limits,
                 )
+                if inp.repair_from:
+                    _seed_repair(inp, layout=layout, version_id=version_id, listing=listing, backend=backend)
                 base: dict[str, Any] = {"revision": listing.revision, "version_id": version_id}
                 beat.update(base)
 

@@ -11,11 +11,11 @@ import contextlib
 import os
 import shutil
 import uuid
-from pathlib import Path
+from dataclasses import dataclass
 
 from temporalio import activity
 
-from activities.download import node_placement
+from activities.download import active_version, node_placement
 from activities.errors import typed_failures
 from activities.ownership import claim_model_path, is_complete_model_dir, owner_for, release_model_path
 from activities.verify import verify_model_dir
@@ -32,17 +32,13 @@ from modelferry.messages import (
 )
 from modelferry.settings import Settings
 
-KEEP_PREVIOUS_VERSIONS = 1  # kept beside the active one, for rollback
+# Kept beside the active one, for rollback, when a caller says nothing (the workflow passes
+# `ActivateModelVersionInput.keep_previous`, from `pipeline.keep_versions`).
+KEEP_PREVIOUS_VERSIONS = 1
 
 
 class IncompleteVersionError(TemporaryError):
     """The version to activate has no manifest (yet): the download has to run again."""
-
-
-def active_version(layout: ModelLayout) -> str | None:
-    if not layout.link.is_symlink():
-        return None
-    return Path(os.readlink(layout.link)).name
 
 
 def _swap_link(layout: ModelLayout, version_id: str) -> None:
@@ -74,19 +70,25 @@ def _make_room_for_link(layout: ModelLayout) -> None:
     link.rmdir()  # empty (the claim checked); fails rather than lose anything that appeared since
 
 
-def prune_versions(
-    layout: ModelLayout, *, keep: str, keep_previous: int = KEEP_PREVIOUS_VERSIONS
-) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    removed: list[str]  # older versions deleted: beyond the count, or incomplete
+    kept: list[str]  # complete older versions still on disk, newest first
+
+
+def prune_versions(layout: ModelLayout, *, keep: str, keep_previous: int = KEEP_PREVIOUS_VERSIONS) -> Pruned:
+    """Keep the active version `keep` and the `keep_previous` newest complete others; remove the rest."""
     if not layout.store.is_dir():
-        return []
-    others = [p for p in layout.store.iterdir() if p.is_dir() and p.name != keep]
+        return Pruned(removed=[], kept=[])
+    others = [p for p in layout.store.iterdir() if p.is_dir() and not p.is_symlink() and p.name != keep]
     complete = sorted(
         (p for p in others if is_complete_model_dir(p)), key=lambda p: p.stat().st_mtime, reverse=True
     )
+    keep_previous = max(0, keep_previous)
     doomed = complete[keep_previous:] + [p for p in others if not is_complete_model_dir(p)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
-    return [p.name for p in doomed]
+    return Pruned(removed=[p.name for p in doomed], kept=[p.name for p in complete[:keep_previous]])
 
 
 class FilesActivities:
@@ -116,10 +118,10 @@ class FilesActivities:
             claim_model_path(layout=layout, owner=owner_for(inp.ref), models_root=placement.models_root)
             _make_room_for_link(layout)
             _swap_link(layout, inp.version_id)
-        pruned = prune_versions(layout, keep=inp.version_id)
-        if pruned:
-            activity.logger.info("pruned old versions of %s: %s", layout.link, pruned)
-        return ActivateModelVersionResult(version_id=inp.version_id, pruned=pruned)
+        pruned = prune_versions(layout, keep=inp.version_id, keep_previous=inp.keep_previous)
+        if pruned.removed:
+            activity.logger.info("pruned old versions of %s: %s", layout.link, pruned.removed)
+        return ActivateModelVersionResult(version_id=inp.version_id, pruned=pruned.removed, kept=pruned.kept)
 
     @activity.defn(name="remove_model_files")
     @typed_failures

@@ -216,6 +216,11 @@ class KubeClient:
             for meta in (item.get("metadata") or {} for item in items)
         ]
 
+    def list_node_objects(self) -> list[dict[str, Any]]:
+        """Every Node whole, status included (allocatable resources; `modelferry plan`)."""
+        listing = get_json(self._api, "/api/v1/nodes", what="list nodes", timeout=self._timeouts.request())
+        return [item for item in listing.get("items") or [] if isinstance(item, dict)]
+
     def node_exists(self, name: str) -> bool:
         try:
             get_json(
@@ -279,6 +284,31 @@ class KubeClient:
         out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.data or {}).items()}
         out.update(secret.string_data or {})
         return out
+
+    # --- events -----------------------------------------------------------------------------
+
+    def create_event(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Fails with KubeConflictError when an Event of that name exists (AlreadyExists)."""
+        what = f"create event {namespace}/{body.get('metadata', {}).get('name')}"
+        return self._plain(self._call(what, self._core.create_namespaced_event, namespace, dict(body)))
+
+    def get_event(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._plain(
+            self._call(f"get event {namespace}/{name}", self._core.read_namespaced_event, name, namespace)
+        )
+
+    def patch_event(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch; include metadata.resourceVersion for optimistic concurrency."""
+        return self._plain(
+            self._call(
+                f"patch event {namespace}/{name}",
+                self._core.patch_namespaced_event,
+                name,
+                namespace,
+                dict(patch),
+                _content_type="application/merge-patch+json",
+            )
+        )
 
     # --- jobs -------------------------------------------------------------------------------
 

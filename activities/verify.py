@@ -50,6 +50,37 @@ def _digests_of(path: Path, record: FileRecord, heartbeat: Callable[[], None] | 
     return {k: h.hexdigest() for k, h in hashers.items()}
 
 
+def file_problem(
+    directory: Path,
+    record: FileRecord,
+    *,
+    root: Path | None = None,
+    deep: bool = False,
+    rehash_changed: bool = True,
+    heartbeat: Callable[[], None] | None = None,
+) -> tuple[str | None, bool]:
+    """What is wrong with one listed file of `directory` (None when nothing), and whether it was
+    re-hashed. `deep` hashes it whatever its mtime says; `rehash_changed=False` never hashes
+    unless `deep` (stat calls only). Continuous verification asks this of every file;
+    `verify_model_dir` stops at the first problem. An unreadable file raises OSError."""
+    root = root or directory.resolve()
+    path = directory / record.name
+    resolved = path.resolve()
+    if root not in resolved.parents or path.is_symlink() or not path.is_file():
+        return f"{record.name} is missing or not a regular file", False
+    stat = path.stat()
+    if stat.st_size != record.size:
+        return f"{record.name} has {stat.st_size} bytes, manifest says {record.size}", False
+    changed = record.mtime_ns is not None and stat.st_mtime_ns != record.mtime_ns
+    if not (deep or (rehash_changed and changed)):
+        return None, False
+    got = _digests_of(path, record, heartbeat)
+    for kind, expected in record.digests().items():
+        if kind in got and got[kind] != expected.lower():
+            return f"{record.name} {kind} is {got[kind]}, expected {expected}", True
+    return None, True
+
+
 def verify_model_dir(
     directory: Path, *, heartbeat: Callable[[], None] | None = None, deep: bool = False
 ) -> VerifyReport:
@@ -59,23 +90,10 @@ def verify_model_dir(
     root = directory.resolve()
     rehashed = 0
     for record in manifest.files:
-        path = directory / record.name
-        resolved = path.resolve()
-        if root not in resolved.parents or path.is_symlink() or not path.is_file():
-            raise VerificationFailedError(f"{directory}: {record.name} is missing or not a regular file")
-        stat = path.stat()
-        if stat.st_size != record.size:
-            raise VerificationFailedError(
-                f"{directory}: {record.name} has {stat.st_size} bytes, manifest says {record.size}"
-            )
-        if deep or (record.mtime_ns is not None and stat.st_mtime_ns != record.mtime_ns):
-            rehashed += 1
-            got = _digests_of(path, record, heartbeat)
-            for kind, expected in record.digests().items():
-                if kind in got and got[kind] != expected.lower():
-                    raise VerificationFailedError(
-                        f"{directory}: {record.name} {kind} is {got[kind]}, expected {expected}"
-                    )
+        problem, hashed = file_problem(directory, record, root=root, deep=deep, heartbeat=heartbeat)
+        rehashed += hashed
+        if problem is not None:
+            raise VerificationFailedError(f"{directory}: {problem}")
         if heartbeat:
             heartbeat()
     return VerifyReport(files=len(manifest.files), total_bytes=manifest.total_bytes, rehashed=rehashed)

@@ -11,6 +11,7 @@ import hashlib
 import re
 from typing import Any
 
+from modelferry.durations import format_duration
 from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_WORKER_LABEL, node_task_queue
 from modelferry.settings import Settings
 
@@ -49,6 +50,18 @@ def download_args(settings: Settings) -> list[str]:
     return args
 
 
+def verify_args(settings: Settings) -> list[str]:
+    """The node's continuous-verification intervals as `modelferry worker` flags (like the
+    download settings, the controller's config governs the Jobs it creates)."""
+    node = settings.node
+    return [
+        "--verify-interval",
+        format_duration(node.verify_interval),
+        "--deep-verify-interval",
+        format_duration(node.deep_verify_interval),
+    ]
+
+
 def build_worker_job(
     *, settings: Settings, node: str, namespace: str, claim_name: str | None = None
 ) -> dict[str, Any]:
@@ -65,6 +78,7 @@ def build_worker_job(
         "--idle-exit",
         str(int(settings.worker.idle_exit_seconds)),
         *download_args(settings),
+        *verify_args(settings),
     ]
     # The node applies the controller's admission policy again (defence in depth).
     for root in settings.policy.models_roots:

@@ -15,8 +15,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from modelferry.durations import parse_duration
 from modelferry.names import AGENT_NAMESPACE_DEFAULT, ReportFormat
 from modelferry.ownership import DEFAULT_MODELS_ROOTS
 
@@ -67,6 +68,16 @@ class NodeSettings(_Section):
     root: Path = Path("/")
     pvc_mounts: dict[str, Path] = Field(default_factory=dict)
     hf_endpoint: str | None = None
+    # Continuous verification of the models this node holds (`activities.continuous_verify`),
+    # seconds; a duration string ("10m", "7d", "1h30m") is read too, and 0 or "off" disables.
+    # Cheap (presence and sizes) every verify_interval, every byte hashed every deep_verify_interval.
+    verify_interval: float = 600.0
+    deep_verify_interval: float = 7 * 86400.0
+
+    @field_validator("verify_interval", "deep_verify_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any, info: ValidationInfo) -> float:
+        return parse_duration(value, field=f"node.{info.field_name}")
 
 
 class DownloadSettings(_Section):

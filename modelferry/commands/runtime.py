@@ -23,12 +23,15 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.continuous_verify import ContinuousVerifier, models_roots_on_host, temporal_damage_sender
 from activities.download import DownloadActivities
+from activities.events import EventActivities
 from activities.files import FilesActivities
 from activities.kube import KubeClient
 from activities.label import LabelActivities
 from activities.nodeworker import NodeWorkerActivities
 from activities.parse import ParseActivities
+from activities.progress import ProgressActivities
 from activities.resources import ResourceActivities
 from activities.storage.engine import download_slots
 from modelferry.names import CONTROL_TASK_QUEUE, node_task_queue
@@ -58,12 +61,14 @@ async def connect_temporal(settings: Settings) -> Client:
     )
 
 
-def control_activities(*, kube: KubeClient, settings: Settings) -> list[Any]:
+def control_activities(*, client: Client, kube: KubeClient, settings: Settings) -> list[Any]:
     resources = ResourceActivities(kube=kube)
     labels = LabelActivities(
         kube=kube, agent_namespace=settings.kube.agent_namespace, formats=settings.kube.report_formats
     )
     workers = NodeWorkerActivities(kube=kube, settings=settings)
+    events = EventActivities(kube=kube)
+    progress = ProgressActivities(client=client, labels=labels)
     return [
         resources.ensure_finalizer,
         resources.release_finalizer,
@@ -73,6 +78,8 @@ def control_activities(*, kube: KubeClient, settings: Settings) -> list[Any]:
         labels.set_node_model_status,
         labels.remove_node_model_status,
         workers.ensure_node_worker,
+        events.record_model_event,
+        progress.report_node_progress,  # async: runs on the worker's event loop, not a thread
     ]
 
 
@@ -94,7 +101,7 @@ def build_control_worker(*, client: Client, kube: KubeClient, settings: Settings
         client,
         task_queue=CONTROL_TASK_QUEUE,
         workflows=WORKFLOWS,
-        activities=control_activities(kube=kube, settings=settings),
+        activities=control_activities(client=client, kube=kube, settings=settings),
         activity_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="control-activity"),
         max_concurrent_activities=32,
     )
@@ -159,3 +166,15 @@ async def run_until_idle(worker: Worker, idle: IdleTracker, *, idle_exit_seconds
         if not task.done():
             await worker.shutdown()
         await task
+
+
+def build_node_verifier(*, client: Client, node: str, settings: Settings) -> ContinuousVerifier:
+    """The continuous verification beside a node worker: checks the models this node holds and
+    signals damage to their workflows (`activities.continuous_verify`); `run(stop)` runs it."""
+    return ContinuousVerifier(
+        node=node,
+        models_roots=models_roots_on_host(settings),
+        verify_interval=settings.node.verify_interval,
+        deep_interval=settings.node.deep_verify_interval,
+        send=temporal_damage_sender(client),
+    )

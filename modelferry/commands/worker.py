@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -50,7 +51,48 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stall-timeout", type=float, default=None, help="seconds without bytes: retry the part")
     p.add_argument("--connect-timeout", type=float, default=None, help="seconds to connect to storage")
     p.add_argument("--read-timeout", type=float, default=None, help="seconds one read may see no byte")
+    add_verify_flags(p)
     p.set_defaults(func=run)
+
+
+def _duration_flag(flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        from modelferry.durations import DurationError, parse_duration
+
+        try:
+            return parse_duration(text, field=flag)
+        except DurationError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def add_verify_flags(p: argparse.ArgumentParser) -> None:
+    """`--verify-interval` and `--deep-verify-interval` (node.verify_interval, node.deep_verify_interval),
+    shared by `modelferry worker` and `modelferry dev`."""
+    p.add_argument(
+        "--verify-interval",
+        type=_duration_flag("--verify-interval"),
+        default=None,
+        metavar="DURATION",
+        help="check the node's models (presence, sizes) this often, e.g. 10m (default); 0 or off: never",
+    )
+    p.add_argument(
+        "--deep-verify-interval",
+        type=_duration_flag("--deep-verify-interval"),
+        default=None,
+        metavar="DURATION",
+        help="hash every byte of the node's models this often, e.g. 7d (default); 0 or off: never",
+    )
+
+
+def verify_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    if args.verify_interval is not None:
+        overrides["node.verify_interval"] = args.verify_interval
+    if args.deep_verify_interval is not None:
+        overrides["node.deep_verify_interval"] = args.deep_verify_interval
+    return overrides
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -70,12 +112,20 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
     for name in DownloadSettings.model_fields:  # each has its flag above
         if getattr(args, name) is not None:
             overrides[f"download.{name}"] = getattr(args, name)
+    overrides.update(verify_overrides(args))
     return overrides
 
 
 def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient
-    from modelferry.commands.runtime import IdleTracker, build_node_worker, connect_temporal, run_until_idle
+    from modelferry.commands.runtime import (
+        IdleTracker,
+        build_node_verifier,
+        build_node_worker,
+        connect_temporal,
+        run_until_idle,
+    )
+    from modelferry.names import node_task_queue
     from modelferry.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -88,15 +138,28 @@ def run(args: argparse.Namespace) -> int:
         worker = build_node_worker(
             client=client, node=args.node, kube=kube, settings=settings, task_queue=args.task_queue, idle=idle
         )
-        if args.idle_exit > 0:
-            await run_until_idle(worker, idle, idle_exit_seconds=args.idle_exit)
-            return 0
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with worker:
-            await stop.wait()
-        return 0
+        # Continuous verification beside the node's own worker (a pvc Job's worker on its own
+        # queue serves the same node: one verifier per node is enough).
+        verifier = None
+        if args.task_queue in (None, node_task_queue(args.node)):
+            verifier = asyncio.create_task(
+                build_node_verifier(client=client, node=args.node, settings=settings).run(stop),
+                name="continuous-verification",
+            )
+        try:
+            if args.idle_exit > 0:
+                await run_until_idle(worker, idle, idle_exit_seconds=args.idle_exit)
+                return 0
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with worker:
+                await stop.wait()
+            return 0
+        finally:
+            stop.set()
+            if verifier is not None:
+                await verifier
 
     return asyncio.run(main())
