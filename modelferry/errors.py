@@ -197,6 +197,18 @@ def kube_error_for_status(status: int | None, message: str) -> KubeError:
     return KubeUnavailableError(message, status=code or None)
 
 
+# --- admin actions (Temporal Updates on a model's workflow) ------------------------------------
+
+
+class AdminRequestRefusedError(PermanentError):
+    """The model's workflow refused an admin action (its validator's message: unknown node,
+    version not kept, model being deleted, nothing failed to retry)."""
+
+
+class ModelWorkflowNotFoundError(PermanentError):
+    """No running workflow for the model: the resource is unknown to modelferry, or gone."""
+
+
 def is_retryable(error: BaseException) -> bool:
     """True where a retry may help; unknown exceptions are treated as temporary."""
     if isinstance(error, ModelferryError):

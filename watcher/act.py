@@ -12,6 +12,12 @@ server down, a conflict, anything unknown) is retried with capped exponential ba
 event for the object decides afresh. While a retry waits, a newer event for the same object may
 arrive: an Apply, PlacementChanged or MarkInvalid then stops (the newer event is decided against
 the same knowledge, so nothing is lost); a Delete is never dropped.
+
+An admin action (RunAdminAction, from an annotation) that the model's workflow refuses (its
+validator's answer: an unknown node, a version not kept, nothing failed to retry), or that finds no
+workflow, is done, not failed: one WARNING with the workflow's words, and the value is remembered,
+so the same annotation value is not sent again on every event or resync. Temporal unreachable is
+temporary like for any other decision.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from modelferry.errors import TemporaryError, is_retryable
+from modelferry.errors import (
+    AdminRequestRefusedError,
+    ModelWorkflowNotFoundError,
+    TemporaryError,
+    is_retryable,
+)
 from modelferry.messages import InvalidRevision
 from watcher.decide import (
     Apply,
@@ -34,6 +45,7 @@ from watcher.decide import (
     Ignore,
     MarkInvalid,
     PlacementChanged,
+    RunAdminAction,
 )
 from watcher.gateway import WorkflowGateway
 
@@ -83,6 +95,16 @@ async def carry_out(
             await gateway.placement_changed(ref=ref, reason=reason)
         case MarkInvalid(ref=ref):
             await gateway.mark_invalid(ref=ref, invalid=invalid_revision(decision))
+        case RunAdminAction(ref=ref, action=action, request=request, annotation=annotation, value=value):
+            try:
+                plan = await gateway.admin_action(ref=ref, action=action, request=request)
+            except (AdminRequestRefusedError, ModelWorkflowNotFoundError) as refused:
+                log.warning("%s=%s on %s refused: %s", annotation, value, ref.display(), refused)
+                return
+            if plan.already_handled:
+                log.info("%s=%s on %s: already handled", annotation, value, ref.display())
+            else:
+                log.info("%s=%s on %s: %s %s", annotation, value, ref.display(), action.value, plan.nodes)
         case Ignore():
             pass
 
@@ -150,5 +172,7 @@ def describe_decisions(decisions: list[Decision] | tuple[Decision, ...]) -> list
             item["reason"] = d.reason if isinstance(d, PlacementChanged) else d.why
         if isinstance(d, MarkInvalid):
             item["message"] = d.message
+        if isinstance(d, RunAdminAction):
+            item["annotation"] = f"{d.annotation}={d.value}"
         summary.append(item)
     return summary

@@ -15,11 +15,17 @@ Rules for a model event (ADDED, MODIFIED, or a periodic RESYNC):
   status write, which reports it, does not loop).
 - a uid or a generation newer than the one applied → Apply; a new uid under a known name also
   Deletes the old incarnation first.
-- the generation already applied → Ignore. That covers our own and the workflows' status writes
-  (they do not bump metadata.generation) and RESYNC re-deliveries. Re-applying on every resync
-  would be harmless (the workflow drops a generation it already has) but would add one signal per
-  model per resync period to every workflow history for nothing: a fresh watcher process starts
-  with empty knowledge and applies everything once, which is what heals a lost workflow.
+- admin annotations (`modelferry.io/redownload`, `modelferry.io/retry`, `modelferry.io/rollback:
+  <version>`) with a value this watcher has not acted on → RunAdminAction, one per annotation,
+  beside an Apply or on their own: an annotation change does not bump metadata.generation, so it
+  is looked at on the "generation already applied" path too. A watcher that restarts has seen no
+  value and sends them again; the workflow runs each `key=value` token once.
+- the generation already applied (and no admin annotation to act on) → Ignore. That covers our
+  own and the workflows' status writes (they do not bump metadata.generation) and RESYNC
+  re-deliveries. Re-applying on every resync would be harmless (the workflow drops a generation
+  it already has) but would add one signal per model per resync period to every workflow history
+  for nothing: a fresh watcher process starts with empty knowledge and applies everything once,
+  which is what heals a lost workflow.
 A model DELETED (the object is gone) that we know and have not cleaned up → Delete, so cleanup
 happens even when someone stripped the finalizer.
 
@@ -36,9 +42,17 @@ from typing import Any
 
 from modelferry.admission import AdmissionPolicy, check_admission
 from modelferry.errors import InvalidSpecError
-from modelferry.messages import ModelRef, ModelRevision
+from modelferry.messages import AdminAction, AdminRequest, ModelRef, ModelRevision
 from modelferry.modelstatus import INVALID_SPEC_REASON
-from modelferry.names import FINALIZER, ModelKey, ModelKind
+from modelferry.names import (
+    ADMIN_REASON_ANNOTATION,
+    FINALIZER,
+    REDOWNLOAD_ANNOTATION,
+    RETRY_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+    ModelKey,
+    ModelKind,
+)
 from modelferry.placement import evaluate_placement
 from modelferry.spec.affinity import NodeAffinity
 from modelferry.spec.parse import parse_resource
@@ -152,11 +166,28 @@ class MarkInvalid:
 
 
 @dataclass(frozen=True)
+class RunAdminAction:
+    """An admin annotation's new value: run `action` once (an Update on the model's workflow)."""
+
+    ref: ModelRef
+    action: AdminAction
+    request: AdminRequest
+    annotation: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Ignore:
     why: str
 
 
-Decision = Apply | Delete | PlacementChanged | MarkInvalid | Ignore
+Decision = Apply | Delete | PlacementChanged | MarkInvalid | RunAdminAction | Ignore
+
+ANNOTATION_ACTIONS: dict[str, AdminAction] = {
+    REDOWNLOAD_ANNOTATION: AdminAction.REDOWNLOAD,
+    RETRY_ANNOTATION: AdminAction.RETRY,
+    ROLLBACK_ANNOTATION: AdminAction.ROLLBACK,
+}
 
 
 # --- what the watcher knows ------------------------------------------------------------------
@@ -170,6 +201,7 @@ class KnownModel:
     deleting: bool = False  # Delete was carried out for this uid
     placement: Placement | None = None  # of the applied generation
     eligible_nodes: frozenset[str] = frozenset()
+    admin_seen: dict[str, str] = field(default_factory=dict)  # admin annotation → value acted on
 
 
 @dataclass
@@ -232,7 +264,10 @@ def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> l
             ),
         ]
 
+    admin = _decide_admin(meta, ref=ref, known=current if same_uid else None)
     if current is not None and same_uid and current.applied_generation >= generation:
+        if admin:
+            return admin
         if event.type is EventType.RESYNC:
             return [Ignore("resync: generation already applied")]
         return [Ignore("generation already applied (status or metadata change)")]
@@ -249,7 +284,29 @@ def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> l
         annotations=dict(meta.get("annotations") or {}),
         uid=ref.uid,
     )
-    return [*superseded, Apply(ref, revision, placement)]
+    return [*superseded, Apply(ref, revision, placement), *admin]
+
+
+def _decide_admin(meta: Mapping[str, Any], *, ref: ModelRef, known: KnownModel | None) -> list[Decision]:
+    """A RunAdminAction per admin annotation whose value this watcher has not acted on."""
+    annotations = meta.get("annotations")
+    if not isinstance(annotations, Mapping):
+        return []
+    seen = known.admin_seen if known is not None else {}
+    reason = annotations.get(ADMIN_REASON_ANNOTATION)
+    decisions: list[Decision] = []
+    for key, action in ANNOTATION_ACTIONS.items():
+        value = annotations.get(key)
+        if not isinstance(value, str) or seen.get(key) == value:
+            continue
+        request = AdminRequest(
+            reason=reason if isinstance(reason, str) else "",
+            requested_by=f"annotation:{key}",
+            to_version=value.strip() if action is AdminAction.ROLLBACK else "",
+            token=f"{key}={value}",
+        )
+        decisions.append(RunAdminAction(ref, action=action, request=request, annotation=key, value=value))
+    return decisions
 
 
 def _decide_invalid(
@@ -333,6 +390,10 @@ def remember(known: Known, event: Event, decisions: Sequence[Decision]) -> None:
             case MarkInvalid(ref=ref, generation=generation):
                 entry = current if current is not None and current.ref.uid == ref.uid else KnownModel(ref=ref)
                 entry.invalid_generation = generation
+                known.models[key] = entry
+            case RunAdminAction(ref=ref, annotation=annotation, value=value):
+                entry = current if current is not None and current.ref.uid == ref.uid else KnownModel(ref=ref)
+                entry.admin_seen[annotation] = value
                 known.models[key] = entry
             case Ignore() if event.type is EventType.DELETED:
                 known.models.pop(key, None)

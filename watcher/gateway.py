@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from modelferry.messages import InvalidRevision, ModelRef, ModelRevision
+from modelferry.messages import AdminAction, AdminPlan, AdminRequest, InvalidRevision, ModelRef, ModelRevision
 
 
 class WorkflowGateway(Protocol):
@@ -29,4 +29,10 @@ class WorkflowGateway(Protocol):
 
     async def placement_changed(self, *, ref: ModelRef, reason: str) -> None:
         """A node relevant to this model appeared, disappeared or changed labels."""
+        ...
+
+    async def admin_action(self, *, ref: ModelRef, action: AdminAction, request: AdminRequest) -> AdminPlan:
+        """Run an admin action (an Update on the model's workflow) and return its accepted plan;
+        raises `AdminRequestRefusedError` when the workflow refuses it, `ModelWorkflowNotFoundError`
+        when no workflow runs for the model."""
         ...

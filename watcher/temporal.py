@@ -11,6 +11,8 @@ without this a changed setting would never reach a model that is already running
 
 A refused spec is signalled the same way (`mark_invalid`), so the workflow, the one writer of a
 resource's status, reports it, and a resource never applied still gets a run that does.
+
+Admin annotations become the workflow's admin Updates (`watcher.admin`, shared with the CLI).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from temporalio.common import (
 from temporalio.service import RPCStatusCode
 
 from modelferry.messages import (
+    AdminAction,
+    AdminPlan,
+    AdminRequest,
     InvalidRevision,
     ModelRef,
     ModelRevision,
@@ -32,6 +37,7 @@ from modelferry.messages import (
     PipelineOptions,
 )
 from modelferry.names import CONTROL_TASK_QUEUE, model_workflow_id
+from watcher.admin import run_admin_action
 from workflows.model import ModelWorkflow
 from workflows.policies import SA_MODEL_KIND, SA_MODEL_NAME, SA_MODEL_NAMESPACE, SA_STORAGE_URI
 
@@ -131,3 +137,8 @@ class TemporalGateway:
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
+
+    async def admin_action(self, *, ref: ModelRef, action: AdminAction, request: AdminRequest) -> AdminPlan:
+        return await run_admin_action(
+            self._client, workflow_id=workflow_id_for(ref), action=action, request=request
+        )

@@ -21,7 +21,7 @@ from modelferry.errors import (
     KubeUnavailableError,
     TemporaryError,
 )
-from modelferry.messages import InvalidRevision, ModelRef, ModelRevision
+from modelferry.messages import AdminAction, AdminPlan, AdminRequest, InvalidRevision, ModelRef, ModelRevision
 from modelferry.modelstatus import invalid_status, merge_transition_times
 from modelferry.names import ModelKind
 from watcher.kube import Listing, ResourceType
@@ -76,6 +76,11 @@ class RecordingGateway:
     async def placement_changed(self, *, ref: ModelRef, reason: str) -> None:
         self._maybe_fail(ref)
         self.calls.append(("placement", ref, reason))
+
+    async def admin_action(self, *, ref: ModelRef, action: AdminAction, request: AdminRequest) -> AdminPlan:
+        self._maybe_fail(ref)
+        self.calls.append(("admin", ref, (action, request)))
+        return AdminPlan(action=action, nodes=list(request.nodes))
 
     def of(self, verb: str) -> list[tuple[str, ModelRef, Any]]:
         return [c for c in self.calls if c[0] == verb]
