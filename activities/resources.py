@@ -3,21 +3,32 @@ metadata and status. Each reads, calls a pure function, and writes only what cha
 
 Status has one writer, the model's workflow, and every write says which generation it describes:
 a write older than the status it would replace is refused, so a late write of generation N's
-Ready never hides what generation N+1 reported."""
+Ready never hides what generation N+1 reported.
+
+Identity is the uid, not the name: a resource deleted and re-created under the same name is
+another model, and a workflow still cleaning up the old one must not write the new one's status,
+spec or finalizer. Every read here treats an object with another uid as gone.
+
+Parsed metadata refreshes the spec fields the parser wrote before (recorded, with their values, in
+the `modelferry.io/parsed-fields` annotation) and fills empty ones; a field a user set is never
+overwritten (`lifecycle.refresh_parsed_fields`)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 
 from activities.errors import typed_failures
 from activities.kube import KubeClient
 from modelferry.errors import KubeConflictError, KubeNotFoundError
-from modelferry.lifecycle import fill_empty_spec_fields
+from modelferry.lifecycle import refresh_parsed_fields
 from modelferry.messages import (
     EnsureFinalizerInput,
     EnsureFinalizerResult,
+    ModelRef,
     PlanPlacementInput,
     PlanPlacementResult,
     ReleaseFinalizerInput,
@@ -28,20 +39,38 @@ from modelferry.messages import (
     WriteSpecMetadataResult,
 )
 from modelferry.modelstatus import merge_transition_times, observed_generation, status_changed
-from modelferry.names import FINALIZER
+from modelferry.names import FINALIZER, PARSED_FIELDS_ANNOTATION
 from modelferry.placement import evaluate_placement
 
 _CONFLICT_ATTEMPTS = 10  # optimistic-concurrency loop: re-read and re-apply on 409
+
+
+def _parsed_fields_record(meta: dict[str, Any]) -> dict[str, Any]:
+    raw = (meta.get("annotations") or {}).get(PARSED_FIELDS_ANNOTATION)
+    try:
+        record = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # unreadable (edited by hand): nothing is known to be ours, so nothing is overwritten
+    return record if isinstance(record, dict) else {}
 
 
 class ResourceActivities:
     def __init__(self, *, kube: KubeClient) -> None:
         self._kube = kube
 
+    def _get_own(self, ref: ModelRef) -> dict[str, Any]:
+        """The resource, if it is still this model: another uid under the name is another model
+        (raises KubeNotFoundError, as for a resource that is gone)."""
+        obj = self._kube.get_model(ref)
+        uid = (obj.get("metadata") or {}).get("uid")
+        if ref.uid and uid and uid != ref.uid:
+            raise KubeNotFoundError(f"{ref.display()} is now another resource (uid {uid}, not {ref.uid})")
+        return obj
+
     def _update_finalizers(self, inp: EnsureFinalizerInput | ReleaseFinalizerInput, *, add: bool) -> bool:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
-                obj = self._kube.get_model(inp.ref)
+                obj = self._get_own(inp.ref)
             except KubeNotFoundError:
                 return False
             meta = obj.get("metadata", {})
@@ -99,13 +128,23 @@ class ResourceActivities:
     def write_spec_metadata(self, inp: WriteSpecMetadataInput) -> WriteSpecMetadataResult:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
-                obj = self._kube.get_model(inp.ref)
+                obj = self._get_own(inp.ref)
             except KubeNotFoundError:
                 return WriteSpecMetadataResult(written=False)
-            fill = fill_empty_spec_fields(obj.get("spec") or {}, inp.metadata)
-            if not fill:
+            meta = obj["metadata"]
+            filled = _parsed_fields_record(meta)
+            fill, record = refresh_parsed_fields(obj.get("spec") or {}, inp.metadata, filled=filled)
+            if not fill and record == filled:
                 return WriteSpecMetadataResult(written=False)
-            patch = {"metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}, "spec": fill}
+            annotation = json.dumps(record, sort_keys=True, separators=(",", ":"))
+            patch: dict[str, Any] = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "annotations": {PARSED_FIELDS_ANNOTATION: annotation},
+                }
+            }
+            if fill:
+                patch["spec"] = fill
             try:
                 self._kube.patch_model(inp.ref, patch)
                 return WriteSpecMetadataResult(written=True)
@@ -117,7 +156,7 @@ class ResourceActivities:
     @typed_failures
     def write_model_status(self, inp: WriteModelStatusInput) -> WriteModelStatusResult:
         try:
-            current = self._kube.get_model(inp.ref).get("status")
+            current = self._get_own(inp.ref).get("status")
         except KubeNotFoundError:
             return WriteModelStatusResult(written=False)
         generation = observed_generation(inp.status) if inp.generation is None else inp.generation

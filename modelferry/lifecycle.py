@@ -28,14 +28,41 @@ def wire_spec(spec: SpecLike) -> Mapping[str, Any]:
     return spec
 
 
-_DELIVERY_KEYS = ("storageUri", "path", "parameters", "storageKey", "key", "downloadPolicy")
+# The storage keys each fingerprint version hashes. A new version is added, never an old one
+# changed: outcomes recorded under an older version are compared with that version's keys
+# (`fingerprint_matches`), so changing the keys does not re-download every model.
+_DELIVERY_KEYS: dict[int, tuple[str, ...]] = {
+    1: ("storageUri", "path", "parameters", "storageKey", "key", "downloadPolicy"),
+}
+FINGERPRINT_VERSION = 1  # what `delivery_fingerprint` computes by default
 
 
-def delivery_fingerprint(spec: SpecLike) -> str:
+def delivery_fingerprint(spec: SpecLike, *, version: int = FINGERPRINT_VERSION) -> str:
+    """16 hex digits; version 1 has no prefix (what outcomes recorded before versioning hold),
+    later versions read `v<N>:<hex>`."""
+    keys = _DELIVERY_KEYS[version]
     storage = wire_spec(spec).get("storage") or {}
-    relevant = {k: storage.get(k) for k in _DELIVERY_KEYS if storage.get(k) is not None}
+    relevant = {k: storage.get(k) for k in keys if storage.get(k) is not None}
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest if version == 1 else f"v{version}:{digest}"
+
+
+def fingerprint_version(fingerprint: str) -> int | None:
+    """The version a recorded fingerprint was computed with; None when this code does not know it."""
+    prefix, sep, _ = fingerprint.partition(":")
+    if not sep:
+        return 1
+    if prefix.startswith("v") and prefix[1:].isdigit() and int(prefix[1:]) in _DELIVERY_KEYS:
+        return int(prefix[1:])
+    return None
+
+
+def fingerprint_matches(recorded: str, spec: SpecLike) -> bool:
+    """True when `spec` needs no new delivery over what `recorded` delivered, whichever fingerprint
+    version recorded it."""
+    version = fingerprint_version(recorded)
+    return version is not None and recorded == delivery_fingerprint(spec, version=version)
 
 
 # Spec fields that describe the model's content. The parser fills them when the resource leaves
@@ -64,8 +91,31 @@ def spec_metadata(spec: SpecLike) -> dict[str, Any]:
 
 def fill_empty_spec_fields(spec: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The spec fields to set: parsed values only where the spec has none (never overwrite)."""
-    return {
-        key: metadata[key]
-        for key in METADATA_SPEC_FIELDS
-        if not is_empty(metadata.get(key)) and is_empty(spec.get(key))
-    }
+    return refresh_parsed_fields(spec, metadata, filled={})[0]
+
+
+def refresh_parsed_fields(
+    spec: Mapping[str, Any], metadata: Mapping[str, Any], *, filled: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec fields to set, the record of what the parser filled afterwards).
+
+    `filled` is the record kept on the resource: each field the parser wrote, with the value it
+    wrote. A field still holding that value is the parser's and takes the newly parsed value; a
+    field a user set (empty before, or changed since the parser wrote it) is never touched; an
+    empty field takes the parsed value and joins the record.
+    """
+    fill: dict[str, Any] = {}
+    record: dict[str, Any] = {}
+    for key in METADATA_SPEC_FIELDS:
+        parsed = metadata.get(key)
+        current = spec.get(key)
+        ours = key in filled and current == filled[key]
+        if is_empty(parsed):
+            if ours:
+                record[key] = current  # the parser saw nothing new; what it wrote stays (and stays ours)
+            continue
+        if is_empty(current) or ours:
+            if current != parsed:
+                fill[key] = parsed
+            record[key] = parsed
+    return fill, record

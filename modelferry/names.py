@@ -59,6 +59,11 @@ AGENT_NAMESPACE_DEFAULT = "ome"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "modelferry"
 NODE_WORKER_LABEL = "modelferry.io/node-worker"
+# `modelferry dev` simulates nodes on one machine: each Node it serves carries its index (1..N),
+# so a nodeSelector can pick some, and the local directory that plays its filesystem root, so
+# `modelferry plan` can measure the free space a real node would report.
+DEV_NODE_INDEX_LABEL = "modelferry.io/dev-node-index"
+DEV_NODE_ROOT_ANNOTATION = "modelferry.io/dev-node-root"
 
 
 def node_label_key(model_uid: str) -> str:
@@ -207,6 +212,9 @@ REDOWNLOAD_ANNOTATION = "modelferry.io/redownload"
 RETRY_ANNOTATION = "modelferry.io/retry"
 ROLLBACK_ANNOTATION = "modelferry.io/rollback"
 ADMIN_ANNOTATIONS = (REDOWNLOAD_ANNOTATION, RETRY_ANNOTATION, ROLLBACK_ANNOTATION)
+# The spec fields the parser wrote, with the values it wrote (JSON): those it may refresh.
+PARSED_FIELDS_ANNOTATION = "modelferry.io/parsed-fields"
+ADMIN_REASON_ANNOTATION = "modelferry.io/reason"  # optional: the reason an annotation-run action records
 
 # Model workflow Updates and signals other processes send (the CLI, the watcher, node workers).
 UPDATE_REDOWNLOAD = "redownload"

@@ -128,7 +128,8 @@ class ModelWorkflow:
         self._invalid: InvalidRevision | None = None  # the newest generation the watcher refused
         self._status_due = False  # something changed that the status does not say yet
         self._ref = inp.ref
-        self._live: bool | None = None  # PATCH_LIVE_NODES, decided when run() starts
+        # Decided here, not in run(): an Update or a damage report may come before run() starts.
+        self._live = workflow.patched(PATCH_LIVE_NODES)
         self._running: dict[str, _NodeRun] = {}
         self._update_failures: dict[str, NodeOutcome] = dict(inp.update_failures)
         self._failed_at: dict[str, float] = dict(inp.failed_at)
@@ -137,6 +138,7 @@ class ModelWorkflow:
         self._handled_tokens: list[str] = list(inp.handled_tokens)
         self._placement: PlanPlacementResult | None = None
         self._events: list[RecordModelEventInput] = []
+        self._doomed: ModelRevision | None = None  # the revision a delete request was about
 
     # --- signals and queries ----------------------------------------------------------------
 
@@ -183,6 +185,10 @@ class ModelWorkflow:
 
     @workflow.signal(name="request_delete")
     def request_delete(self) -> None:
+        if not self._delete:
+            # What is deleted is the resource as known now; a re-created one under the same name
+            # (a new uid, applied while this cleanup runs) is another model and gets its own run.
+            self._doomed = self._revision
         self._delete = True
 
     @workflow.signal(name="placement_changed")
@@ -213,7 +219,7 @@ class ModelWorkflow:
     def report_damage(self, report: DamageReport) -> None:
         """A node worker found files of the serving version missing or corrupted: fetch just
         those again into a new version on that node and swap it in."""
-        if self._live is False:
+        if not self._live:
             return  # a run on the batched loop; it adopts repairs when it continues as new
         revision = self._revision
         if revision is not None and report.uid and revision.uid and report.uid != revision.uid:
@@ -223,15 +229,21 @@ class ModelWorkflow:
             return
         if outcome.version_id and report.version_id != outcome.version_id:
             return  # about a version no longer served
-        if report.node in self._pending:
-            return  # a repair (or other node work) is already queued
-        files = ", ".join(report.files[:5]) + (" ..." if len(report.files) > 5 else "")
-        cause = f"repair after the {report.check} check found {len(report.files)} damaged file(s): {files}"
+        if report.node in self._pending or report.node in self._running:
+            return  # a repair (or other node work) is queued or running; reports go on until it swaps
+        if report.files:
+            files = ", ".join(report.files[:5]) + (" ..." if len(report.files) > 5 else "")
+            cause = (
+                f"repair after the {report.check} check found {len(report.files)} damaged file(s): {files}"
+            )
+        else:
+            # The manifest or the version directory itself is gone: nothing on disk can be trusted.
+            cause = f"fresh download after the {report.check} check found the version unreadable"
         workflow.logger.warning("%s on node %s: %s", self._ref.display(), report.node, cause)
         self._pending[report.node] = PendingNodeWork(
             action=NodeAction.DELIVER.value,
             fresh_tag=_tag(),
-            repair_from=report.version_id,
+            repair_from=report.version_id if report.files else "",
             damaged_files=list(report.files),
             cause=cause,
         )
@@ -273,7 +285,7 @@ class ModelWorkflow:
             return AdminPlan(
                 action=action, already_handled=True, message=f"{request.token} was handled before"
             )
-        if self._live is not True:
+        if not self._live:
             raise AdminRequestRefused(
                 "this model's workflow still runs code older than admin actions; it adopts them when it "
                 "continues as new (or after the next spec change)"
@@ -283,6 +295,8 @@ class ModelWorkflow:
         revision = self._revision
         if revision is None or revision.spec is None:
             raise AdminRequestRefused("the model has no valid spec applied; fix the spec first")
+        if self._placement is None:
+            raise AdminRequestRefused("the model's placement is not planned yet; try again in a moment")
         eligible = self._eligible()
         not_eligible = [n for n in request.nodes if n not in eligible]
         if not_eligible:
@@ -398,7 +412,6 @@ class ModelWorkflow:
             self._invalid = inp.invalid  # carried over continue-as-new
         if not self._delete:
             await self._best_effort(ResourceActivities.ensure_finalizer, EnsureFinalizerInput(ref=self._ref))
-        self._live = workflow.patched(PATCH_LIVE_NODES)
         if self._live:
             return await self._run_live()
         return await self._run_batched()
@@ -461,7 +474,18 @@ class ModelWorkflow:
             if self._delete:
                 await self._stop_all_runs()
                 await self._delete_everywhere()
-                return "Deleted"
+                successor = self._successor()
+                if successor is None:
+                    return "Deleted"
+                workflow.logger.info("%s re-created (uid %s): a new run", self._ref.display(), successor.uid)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    ModelWorkflowInput(
+                        ref=self._ref.model_copy(update={"uid": successor.uid}),
+                        revision=successor,
+                        options=self._options,
+                    )
+                )
             if self._dirty:
                 self._dirty = False
                 try:
@@ -921,8 +945,16 @@ class ModelWorkflow:
                 workflow.logger.error("cleanup failed, retrying in %ss: %s", CONTROL_RETRY_SECONDS, err)
                 await workflow.sleep(timedelta(seconds=CONTROL_RETRY_SECONDS))
 
+    def _successor(self) -> ModelRevision | None:
+        """A revision of a re-created resource (another uid) applied while the old one was deleted."""
+        doomed, current = self._doomed, self._revision
+        if doomed is None or current is None or not current.uid or current.uid == doomed.uid:
+            return None
+        return current
+
     async def _delete_once(self) -> None:
-        revision = self._revision
+        # The spec of the resource being deleted: its paths are what the sweep removes.
+        revision = self._doomed or self._revision
         assert revision is not None
         plan = await self._plan()
         await self._write_status(sorted(self._nodes), plan, deleting=True)

@@ -295,7 +295,8 @@ class NodeWorkflow:
             fingerprint=fingerprint,
             metadata=parsed.metadata,
             version_id=activated.version_id,
-            kept_versions=activated.kept,
+            # A repaired version stays on disk until pruned, but is never a rollback target.
+            kept_versions=[v for v in activated.kept if v != inp.repair_from],
         )
 
     async def _rollback(self, inp: NodeWorkflowInput) -> NodeOutcome:

@@ -46,6 +46,8 @@ from modelferry.messages import (
     PipelineOptions,
     PlanPlacementInput,
     PlanPlacementResult,
+    RemoveModelFilesInput,
+    RemoveModelFilesResult,
     SetNodeModelStatusInput,
     VerifyModelInput,
     VerifyModelResult,
@@ -426,3 +428,40 @@ async def test_a_damage_report_repairs_only_the_damaged_files_on_that_node(tempo
         assert "DamageFound" in reasons and "Repaired" in reasons
         await finish(handle)
     await replays(client, handle, record_as="model_workflow_repair.json")
+
+
+async def test_a_resource_recreated_under_its_name_gets_a_fresh_delivery(temporal):
+    client = await connect(temporal)
+    stand_ins = VersionedStandIns(nodes=["n1"])
+    removed: list[str] = []
+    stand_ins_node = stand_ins.node
+
+    def node_with_removals(name: str) -> list:
+        @activity.defn(name="remove_model_files")
+        def remove_model_files(inp: RemoveModelFilesInput) -> RemoveModelFilesResult:
+            removed.append(f"{inp.ref.uid}:{inp.spec.storage.path}")
+            return RemoveModelFilesResult(removed=True, path=inp.spec.storage.path)
+
+        return [a for a in stand_ins_node(name) if a.__name__ != "remove_model_files"] + [remove_model_files]
+
+    stand_ins.node = node_with_removals  # type: ignore[method-assign]
+    ref = new_ref("recreate")
+    async with workers(client, stand_ins):
+        handle = await start(client, ref)
+        await nodes_are(handle, {"n1": ("Ready", "one")})
+        # The watcher's order for a new uid under a known name: delete the old, apply the new.
+        recreated = ref.model_copy(update={"uid": str(uuid.uuid4())})
+        new_spec = ModelRevision(
+            generation=1,
+            uid=recreated.uid,
+            spec={"storage": {"storageUri": "hf://org/two", "path": "/raid/models/other"}},
+        )
+        await handle.signal(ModelWorkflow.request_delete)
+        await handle.signal(ModelWorkflow.apply_revision, new_spec)
+        fresh = client.get_workflow_handle(handle.id)
+        await until(lambda: _serves(stand_ins, "n1", "two"), "the new resource delivered")
+        # the old resource's files were swept with its own spec (its path), by its own uid
+        assert removed == [f"{ref.uid}:/raid/models/m"]
+        nodes = await nodes_are(fresh, {"n1": ("Ready", "two")})
+        assert nodes["n1"].generation == 1
+        await finish(fresh)
