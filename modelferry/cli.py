@@ -11,12 +11,16 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "validate",
     "inspect",
+    "plan",
     "pull",
     "dev",
     "worker",
     "watch",
     "controller",
     "apiserver",
+    "status",
+    "history",
+    "admin",  # redownload, rollback, retry
 )
 
 

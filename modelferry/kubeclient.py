@@ -6,7 +6,7 @@ Two modules call the Kubernetes API, one per concern, and both build on this one
 - `watcher/kube.py`: the watcher's list and watch (raw JSON, watches another thread can cut),
   its Lease and its status writes.
 - `activities/kube.py`: the activities' reads and writes of model resources, Nodes, ConfigMaps,
-  Secrets and Jobs, as plain dicts.
+  Secrets, Jobs and Events, as plain dicts.
 
 Here, and only here: `load_api_client` turns `KubeSettings` into an `ApiClient` for every entry point;
 `Timeouts` bounds every call, so a half-open connection cannot hold a thread forever; `kube_errors`

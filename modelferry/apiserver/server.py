@@ -182,8 +182,10 @@ class EmbeddedApiServer:
                 stored = store.replace(rt, current, status_body, subresource="status", dry_run=False)
             return stored
 
-    def add_node(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        """Add a Ready node; for an existing node, merge `labels` into its labels."""
+    def add_node(
+        self, name: str, labels: dict[str, str] | None = None, *, annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Add a Ready node; for an existing node, merge `labels` and `annotations` into its own."""
         nodes = self.store.registry.get("", "v1", "nodes")
         assert nodes is not None
         try:
@@ -191,14 +193,39 @@ class EmbeddedApiServer:
         except errors.ApiError as e:
             if e.code != 404:
                 raise
-            node = self.apply_manifest(node_manifest(name, labels))
+            manifest = node_manifest(name, labels)
+            if annotations:
+                manifest["metadata"]["annotations"] = dict(annotations)
+            node = self.apply_manifest(manifest)
             self.apply_manifest(node_lease_manifest(name))  # what a kubelet keeps renewing
             return node
+        meta = existing["metadata"]
         merged = {
             **existing,
             "metadata": {
-                **existing["metadata"],
-                "labels": {**(existing["metadata"].get("labels") or {}), **(labels or {})},
+                **meta,
+                "labels": {**(meta.get("labels") or {}), **(labels or {})},
+                "annotations": {**(meta.get("annotations") or {}), **(annotations or {})},
             },
         }
         return self.apply_manifest(merged)
+
+    def node_labels(self) -> dict[str, dict[str, str]]:
+        """Every node's name and labels."""
+        nodes = self.store.registry.get("", "v1", "nodes")
+        assert nodes is not None
+        with self.store.lock:
+            return {
+                obj["metadata"]["name"]: dict(obj["metadata"].get("labels") or {})
+                for obj in self.store.bucket(nodes.storage_key).values()
+            }
+
+    def remove_node(self, name: str) -> None:
+        """Delete a node, as `kubectl delete node` does; a missing node is no error."""
+        nodes = self.store.registry.get("", "v1", "nodes")
+        assert nodes is not None
+        try:
+            self.store.delete(nodes, None, name)
+        except errors.ApiError as e:
+            if e.code != 404:
+                raise

@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+from modelferry.commands.worker import add_verify_flags
+
 
 def _pvc(text: str) -> tuple[str, Path]:
     name, sep, directory = text.partition("=")
@@ -18,6 +20,16 @@ def _pvc(text: str) -> tuple[str, Path]:
             f"--pvc {text!r}: expected NAME=DIR (a claim in namespace default) or NAMESPACE:NAME=DIR"
         )
     return name, Path(directory).resolve()
+
+
+def _node_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--nodes {text!r}: expected a whole number of nodes, at least 1")
+    return count
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
     p.add_argument("--node-name", default=socket.gethostname())
     p.add_argument(
-        "--node-root", type=Path, default=None, help="simulated node filesystem (default <home>/node)"
+        "--node-root",
+        type=Path,
+        default=None,
+        help="simulated node filesystem (default <home>/node; with --nodes N, <home>/nodes/<node>)",
+    )
+    p.add_argument(
+        "--nodes",
+        type=_node_count,
+        default=1,
+        metavar="N",
+        help="simulate N nodes <node-name>-1..N, each with its own root and worker, labelled "
+        "modelferry.io/dev-node-index=1..N (default 1: the one node --node-name)",
     )
     p.add_argument(
         "--pvc",
@@ -68,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="stop everything once the applied resources are Ready (exit 1 if one fails)",
     )
     p.add_argument("--ready-timeout", type=float, default=300.0)
+    add_verify_flags(p)  # the in-process node worker's continuous verification
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
@@ -93,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         apply=list(args.apply),
         kubeconfig=args.kubeconfig,
+        nodes=args.nodes,
+        verify_interval=args.verify_interval,
+        deep_verify_interval=args.deep_verify_interval,
     )
 
     async def main() -> int:

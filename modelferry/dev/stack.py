@@ -18,7 +18,12 @@ from modelferry.admission import admission_policy
 from modelferry.dev.temporal_server import TemporalDevServer, supervise
 from modelferry.errors import KubeConflictError
 from modelferry.messages import ModelRef
-from modelferry.names import AGENT_NAMESPACE_DEFAULT, ModelKind
+from modelferry.names import (
+    AGENT_NAMESPACE_DEFAULT,
+    DEV_NODE_INDEX_LABEL,
+    DEV_NODE_ROOT_ANNOTATION,
+    ModelKind,
+)
 from modelferry.settings import Settings, WorkerMode, load_settings
 
 if TYPE_CHECKING:
@@ -44,6 +49,9 @@ class DevOptions:
     ready_timeout: float = 300.0
     apply: list[Path] = field(default_factory=list)
     kubeconfig: Path | None = None  # an existing cluster instead of the embedded API server
+    nodes: int = 1  # simulated nodes, each with its own filesystem root and worker (embedded API only)
+    verify_interval: float | None = None  # node.verify_interval (seconds); None: the default
+    deep_verify_interval: float | None = None  # node.deep_verify_interval (seconds); None: the default
 
 
 def crd_manifests() -> list[dict[str, Any]]:
@@ -62,16 +70,54 @@ def crd_manifests() -> list[dict[str, Any]]:
     return docs
 
 
-def dev_settings(opts: DevOptions, *, temporal_address: str, kubeconfig: Path) -> Settings:
+@dataclass(frozen=True)
+class DevNode:
+    """One simulated node: its Node name, index (1..N) and the directory playing its filesystem."""
+
+    name: str
+    index: int
+    root: Path
+
+
+def dev_nodes(opts: DevOptions) -> list[DevNode]:
+    """The nodes `dev` serves. One node keeps the name and the layout dev always had
+    (`<home>/node`); N nodes are `<node-name>-1..N`, each under `<home>/nodes/<name>` (or
+    `<node-root>/<name>`)."""
+    if opts.nodes < 1:
+        raise ValueError(f"--nodes {opts.nodes}: at least one node")
+    if opts.nodes == 1:
+        return [DevNode(opts.node_name, 1, opts.node_root or opts.home / "node")]
+    parent = opts.node_root or opts.home / "nodes"
+    names = [f"{opts.node_name}-{i}" for i in range(1, opts.nodes + 1)]
+    return [DevNode(name, i, parent / name) for i, name in enumerate(names, start=1)]
+
+
+def dev_node_labels(node: DevNode) -> dict[str, str]:
+    return {DEV_NODE_INDEX_LABEL: str(node.index)}
+
+
+def dev_settings(
+    opts: DevOptions, *, temporal_address: str, kubeconfig: Path, node_root: Path | None = None
+) -> Settings:
+    """The settings every part of the stack runs with; `node_root`: one simulated node's."""
     mounts = {dev_claim_key(k): str(v) for k, v in opts.pvcs.items()}
+    verify = {
+        f"node.{name}": value
+        for name, value in (
+            ("verify_interval", opts.verify_interval),
+            ("deep_verify_interval", opts.deep_verify_interval),
+        )
+        if value is not None
+    }
     return load_settings(
         environ={},
         overrides={
+            **verify,
             "temporal.address": temporal_address,
             "kube.kubeconfig": str(kubeconfig),
             "worker.mode": WorkerMode.STATIC.value,
             "worker.schedule_to_start_seconds": 60.0,
-            "node.root": str(opts.node_root or opts.home / "node"),
+            "node.root": str(node_root or opts.node_root or opts.home / "node"),
             "node.pvc_mounts": mounts,
             # The one person using dev is the cluster admin: the claims they mounted are allowed.
             "policy.cluster_claim_namespaces": sorted(
@@ -112,6 +158,12 @@ async def wait_ready(kube: Any, obj: dict[str, Any], *, timeout: float) -> dict[
         if status.get("state") == "Ready" and status.get("observedGeneration") == last["metadata"].get(
             "generation"
         ):
+            if status.get("nodesFailed"):  # Ready somewhere is not enough: every eligible node
+                ready, failed = status.get("nodesReady") or [], status["nodesFailed"]
+                raise RuntimeError(
+                    f"{obj['metadata']['name']} is Ready on {', '.join(ready)} but failed on "
+                    f"{', '.join(failed)}: {json.dumps(status.get('conditions'))}"
+                )
             return last
         if status.get("state") == "Failed" and status.get("observedGeneration") == last["metadata"].get(
             "generation"
@@ -133,6 +185,11 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
     from modelferry.dev.example import EXAMPLE_CLAIM, write_example_model
 
     stop = stop or asyncio.Event()
+    if opts.nodes != 1 and opts.kubeconfig is not None:
+        raise RuntimeError(
+            f"--nodes {opts.nodes} simulates nodes in the embedded API server; with --kubeconfig this "
+            "machine plays the one node --node-name names"
+        )
     home = opts.home.resolve()
     opts.home = home  # everything below (node root, PVC dirs) is absolute, whatever the cwd
     if opts.node_root is not None:
@@ -152,10 +209,9 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
     temporal.start()
     api = None
     if opts.kubeconfig is None:
-        api = EmbeddedApiServer(
-            port=opts.kube_port, state_path=home / "kube-state.json", nodes=[opts.node_name]
-        )
+        api = EmbeddedApiServer(port=opts.kube_port, state_path=home / "kube-state.json")
         api.start()
+        sync_dev_nodes(api, dev_nodes(opts), single_name=opts.node_name)
     supervisor = asyncio.create_task(supervise(temporal, stop=stop), name="temporal-supervisor")
     stack = asyncio.create_task(_run_stack(opts, temporal=temporal, api=api, stop=stop), name="stack")
     try:
@@ -175,12 +231,30 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         temporal.stop()  # after the supervisor is gone, so it cannot restart what this stops
 
 
+def sync_dev_nodes(api: EmbeddedApiServer, nodes: list[DevNode], *, single_name: str) -> None:
+    """Make the embedded API server's Nodes the ones this run serves, labelled with their index and
+    annotated with their root. A node an earlier run simulated (it carries the index label, or is
+    the one-node name) that this run does not serve is deleted: no model waits for its worker."""
+    wanted = {n.name for n in nodes}
+    for name, labels in api.node_labels().items():
+        if name not in wanted and (DEV_NODE_INDEX_LABEL in labels or name == single_name):
+            api.remove_node(name)
+    for node in nodes:
+        node.root.mkdir(parents=True, exist_ok=True)
+        api.add_node(node.name, dev_node_labels(node), annotations={DEV_NODE_ROOT_ANNOTATION: str(node.root)})
+
+
 async def _run_stack(
     opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer | None, stop: asyncio.Event
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
-    from modelferry.commands.runtime import build_control_worker, build_node_worker, connect_temporal
+    from modelferry.commands.runtime import (
+        build_control_worker,
+        build_node_verifier,
+        build_node_worker,
+        connect_temporal,
+    )
     from modelferry.dev.example import example_resource
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
@@ -200,6 +274,7 @@ async def _run_stack(
             assert opts.kubeconfig is not None
             kubeconfig = opts.kubeconfig.resolve()
         settings = dev_settings(opts, temporal_address=temporal.address, kubeconfig=kubeconfig)
+        write_dev_settings_file(home, settings=settings)  # the CLI beside dev reads it
         api_client = load_api_client(settings.kube)  # one pool for the workers and the watcher
         kube = KubeClient(api_client)
         if api is None:
@@ -208,10 +283,18 @@ async def _run_stack(
             )
         client = await connect_temporal(settings)
         control = build_control_worker(client=client, kube=kube, settings=settings)
-        node = build_node_worker(client=client, node=opts.node_name, kube=kube, settings=settings)
-        tasks = [
-            asyncio.create_task(control.run(), name="control-worker"),
-            asyncio.create_task(node.run(), name="node-worker"),
+        tasks = [asyncio.create_task(control.run(), name="control-worker")]
+        for dev_node in dev_nodes(opts):  # one worker per node, on its queue, over its own root
+            node_settings = dev_settings(
+                opts, temporal_address=temporal.address, kubeconfig=kubeconfig, node_root=dev_node.root
+            )
+            node = build_node_worker(client=client, node=dev_node.name, kube=kube, settings=node_settings)
+            verifier = build_node_verifier(client=client, node=dev_node.name, settings=node_settings)
+            tasks += [
+                asyncio.create_task(node.run(), name=f"node-worker-{dev_node.name}"),
+                asyncio.create_task(verifier.run(stop), name=f"continuous-verification-{dev_node.name}"),
+            ]
+        tasks += [
             asyncio.create_task(
                 run_watcher(
                     api_client=api_client,
@@ -243,7 +326,8 @@ async def _run_stack(
         if opts.exit_when_ready:
             for obj in applied:
                 ready = await wait_ready(kube, obj, timeout=opts.ready_timeout)
-                _print_ready(ready, settings=settings, kube=kube, node=opts.node_name)
+                roots = {n.name: n.root for n in dev_nodes(opts)}
+                _print_ready(ready, settings=settings, kube=kube, roots=roots)
             return 0
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -289,23 +373,49 @@ def _print_banner(opts: DevOptions, *, temporal: TemporalDevServer, kubeconfig: 
         f"modelferry dev is up\n"
         f"  kubernetes API   {api_url}   (export KUBECONFIG={kubeconfig})\n"
         f"  temporal         {temporal.address}   UI {ui}\n"
-        f"  node             {opts.node_name}   filesystem under {opts.node_root or opts.home / 'node'}",
+        + "\n".join(f"  node             {n.name}   filesystem under {n.root}" for n in dev_nodes(opts)),
         flush=True,
     )
 
 
-def _print_ready(obj: dict[str, Any], *, settings: Settings, kube: Any, node: str) -> None:
+def _print_ready(obj: dict[str, Any], *, settings: Settings, kube: Any, roots: dict[str, Path]) -> None:
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}
+    nodes = status.get("nodesReady") or []
+    path = spec.get("storage", {}).get("path")
+    where = ", ".join(f"{roots[n]}{path}" for n in nodes if n in roots) or str(path)
     print(
-        f"{obj['kind']}/{obj['metadata']['name']} is Ready on {', '.join(status.get('nodesReady') or [])}: "
+        f"{obj['kind']}/{obj['metadata']['name']} is Ready on {', '.join(nodes)}: "
         f"{spec.get('modelArchitecture')} {spec.get('modelParameterSize')} "
-        f"(maxTokens {spec.get('maxTokens')}) at {settings.node.root}{spec.get('storage', {}).get('path')}",
+        f"(maxTokens {spec.get('maxTokens')}) at {where}",
         flush=True,
     )
-    try:
-        cm = kube.get_configmap(settings.kube.agent_namespace, node)
-        for key, value in sorted((cm.get("data") or {}).items()):
-            print(f"  ConfigMap {settings.kube.agent_namespace}/{node} [{key}] = {value}", flush=True)
-    except Exception as e:  # a report line only
-        print(f"  (ConfigMap not readable: {e})", file=sys.stderr)
+    for node in nodes:
+        try:
+            cm = kube.get_configmap(settings.kube.agent_namespace, node)
+            for key, value in sorted((cm.get("data") or {}).items()):
+                print(f"  ConfigMap {settings.kube.agent_namespace}/{node} [{key}] = {value}", flush=True)
+        except Exception as e:  # a report line only
+            print(f"  (ConfigMap {node} not readable: {e})", file=sys.stderr)
+
+
+def write_dev_settings_file(home: Path, *, settings: Settings) -> Path:
+    """`<home>/settings.yaml`: where this dev run's Temporal and Kubernetes API are, so
+    `modelferry status|history|redownload...` run beside it just work
+    (`modelferry.commands.clicontext` reads it). Written atomically, owner-only like the home."""
+    from modelferry.commands.clicontext import DEV_SETTINGS_FILE_NAME
+
+    body = {
+        "temporal": {"address": settings.temporal.address, "namespace": settings.temporal.namespace},
+        "kube": {
+            "kubeconfig": str(settings.kube.kubeconfig) if settings.kube.kubeconfig else None,
+            "agent_namespace": settings.kube.agent_namespace,
+        },
+    }
+    target = home / DEV_SETTINGS_FILE_NAME
+    partial = target.with_name(f".{target.name}.partial")
+    header = "# written by `modelferry dev`; rewritten at each start\n"
+    partial.write_text(header + yaml.safe_dump(body, sort_keys=False))
+    partial.chmod(0o600)
+    partial.replace(target)
+    return target

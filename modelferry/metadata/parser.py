@@ -65,14 +65,24 @@ def parse_config(
     extra_files: Mapping[str, Any] | None = None,
     source: str = "config.json",
     names: list[str] | None = None,
+    scan: WeightScan | None = None,
+    file_notes: list[str] | None = None,
 ) -> ParseResult:
-    """Metadata from a parsed config.json alone (no weights): the parameter count is estimated.
+    """Metadata from a parsed config.json: the parameter count is estimated, or exact when `scan`
+    holds the weights' headers read by other means (`modelferry plan` reads them remotely).
 
     `extra_files` maps side-file names to their parsed JSON (config_sentence_transformers.json,
     modules.json, hf_quant_config.json, model.safetensors.index.json). `names` are model names to
     read hints from (repository id, directory name); `_name_or_path` is always used.
     """
-    return _parse(config, extra_files=extra_files or {}, source=source, names=names or [], scan=None)
+    return _parse(
+        config,
+        extra_files=extra_files or {},
+        source=source,
+        names=names or [],
+        scan=scan,
+        file_notes=file_notes,
+    )
 
 
 def parse_model_dir(path: Path | str) -> ParseResult:

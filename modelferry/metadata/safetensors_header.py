@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,18 @@ class WeightScan:
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
     unknown_dtypes: set[str] = field(default_factory=set)
+
+    def add_file(self, name: str, found: Iterable[tuple[str, str, int]]) -> None:
+        """Add one file's (name, dtype, stored elements) tensors; a name seen before is a duplicate."""
+        tensors = self.tensors
+        self.files.append(name)
+        for tensor, dtype, numel in found:
+            if tensor in tensors:
+                self.duplicates.append(tensor)
+                continue
+            if dtype not in DTYPE_BITS:
+                self.unknown_dtypes.add(dtype)
+            tensors[tensor] = (dtype, numel)
 
     def parameters(
         self, rules: PackingRules | None = None, *, exclude: Iterable[str] = ()
@@ -177,7 +189,34 @@ def _read_validated(path: Path) -> tuple[dict[str, Any], list[tuple[str, str, in
     return header, _validate_header(header, path=path, data_len=data_len)
 
 
-def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> list[tuple[str, str, int]]:
+def header_length(first: bytes, *, source: str, file_size: int) -> int:
+    """The header length N from a file's first 8 bytes, checked against the cap and `file_size`.
+
+    For headers read by other means than `read_header` (ranged reads of a remote file)."""
+    if len(first) < 8 or file_size < 8:
+        raise MetadataParseError(f"{source}: {file_size} bytes is too short for a safetensors file")
+    (n,) = struct.unpack_from("<Q", first)
+    if n > HEADER_MAX_BYTES:
+        raise MetadataParseError(f"{source}: header length {n} is more than the {HEADER_MAX_BYTES} allowed")
+    if 8 + n > file_size:
+        raise MetadataParseError(
+            f"{source}: header length {n} runs past the end of the {file_size}-byte file"
+        )
+    return int(n)
+
+
+def tensors_from_header(raw: bytes, *, source: str, file_size: int) -> list[tuple[str, str, int]]:
+    """(name, dtype, stored elements) of every tensor in the header bytes `raw` (the N bytes after
+    the length) of a `file_size`-byte file; validated like a local file's."""
+    header = decode_json(raw, source=f"{source} (safetensors header)")
+    if not isinstance(header, dict):
+        raise MetadataParseError(f"{source}: safetensors header must be a JSON object")
+    return _validate_header(header, path=source, data_len=file_size - 8 - len(raw))
+
+
+def _validate_header(
+    header: dict[str, Any], *, path: Path | str, data_len: int
+) -> list[tuple[str, str, int]]:
     """Check every entry and the offsets; return (name, dtype, numel) per tensor."""
     tensors: list[tuple[str, str, int]] = []
     spans: list[tuple[int, int]] = []
@@ -240,39 +279,38 @@ def _validate_header(header: dict[str, Any], *, path: Path, data_len: int) -> li
 def scan_files(paths: Iterable[Path]) -> WeightScan:
     """Read the headers of `paths` and collect every tensor (once per name)."""
     scan = WeightScan()
-    tensors = scan.tensors
     for path in paths:
-        found = read_tensors(path)
-        scan.files.append(path.name)
-        for name, dtype, numel in found:
-            if name in tensors:
-                scan.duplicates.append(name)
-                continue
-            if dtype not in DTYPE_BITS:
-                scan.unknown_dtypes.add(dtype)
-            tensors[name] = (dtype, numel)
+        scan.add_file(path.name, read_tensors(path))
     return scan
 
 
 def find_weight_files(model_dir: Path) -> tuple[list[Path], list[str]]:
-    """The safetensors files of a model directory, and notes on how they were chosen.
-
-    `model.safetensors.index.json` decides when present: its shards are counted, and a shard it
-    names that is missing is an error (a partial download would give a wrong count). Without an
-    index, every top-level `*.safetensors` file is used, except Mistral's `consolidated*` copies
-    when HF-format shards sit beside them.
-    """
-    notes: list[str] = []
+    """The safetensors files of a model directory, and notes on how they were chosen
+    (`choose_weight_files`)."""
     index_path = model_dir / INDEX_FILE
     try:  # one directory listing instead of a stat per shard
         here = {entry.name for entry in os.scandir(model_dir) if entry.is_file()}
     except OSError as e:
         raise MetadataParseError(f"{model_dir}: cannot list: {e.strerror or e}") from None
-    if INDEX_FILE in here:
-        shards = shards_from_index(
-            load_json_file(index_path, max_bytes=INDEX_MAX_BYTES), source=str(index_path)
-        )
-        missing = [s for s in shards if s not in here]
+    index = load_json_file(index_path, max_bytes=INDEX_MAX_BYTES) if INDEX_FILE in here else None
+    names, notes = choose_weight_files(here, index=index, index_source=str(index_path))
+    return [model_dir / name for name in names], notes
+
+
+def choose_weight_files(
+    names: Collection[str], *, index: Any | None, index_source: str = INDEX_FILE
+) -> tuple[list[str], list[str]]:
+    """Which of the top-level file `names` hold the weights, and notes on how they were chosen.
+
+    `index` (the parsed `model.safetensors.index.json`, None when there is none) decides when
+    present: its shards are counted, and a shard it names that is missing is an error (a partial
+    download would give a wrong count). Without an index, every `*.safetensors` file is used,
+    except Mistral's `consolidated*` copies when HF-format shards sit beside them.
+    """
+    notes: list[str] = []
+    if index is not None:
+        shards = shards_from_index(index, source=index_source)
+        missing = [s for s in shards if s not in names]
         if len(missing) == len(shards):
             notes.append(
                 f"{INDEX_FILE} names {len(shards)} shard(s) but none is present; parameters estimated"
@@ -280,11 +318,11 @@ def find_weight_files(model_dir: Path) -> tuple[list[Path], list[str]]:
             return [], notes
         if missing:
             raise MetadataParseError(
-                f"{index_path}: {len(missing)} of {len(shards)} shards are missing (first: {missing[0]})"
+                f"{index_source}: {len(missing)} of {len(shards)} shards are missing (first: {missing[0]})"
             )
-        return [model_dir / s for s in shards], notes
-    files = sorted(model_dir / name for name in here if name.endswith(".safetensors"))
-    hf_files = [p for p in files if not p.name.startswith("consolidated")]
+        return shards, notes
+    files = sorted(name for name in names if name.endswith(".safetensors"))
+    hf_files = [name for name in files if not name.startswith("consolidated")]
     if hf_files and len(hf_files) != len(files):
         notes.append("ignored consolidated*.safetensors (a second copy of the weights in Mistral's layout)")
         files = hf_files

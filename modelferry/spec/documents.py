@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from modelferry.spec.parse import check_resource, is_model_object
+from modelferry.spec.resources import ModelResource
 from modelferry.spec.rules import Problem
 
 
@@ -41,6 +42,7 @@ class DocumentReport:
     kind: str | None = None
     name: str | None = None
     problems: tuple[Problem, ...] = ()
+    resource: ModelResource | None = None  # the typed resource, for a valid one (`modelferry plan`)
 
     def lines(self) -> list[str]:
         """`<source> <kind>/<name>: <field>: <rule>` per problem; one line for valid/skipped."""
@@ -113,7 +115,7 @@ def _check_document(doc: Any, *, source: str) -> Iterator[DocumentReport]:
         return
     check = check_resource(doc)
     if check.valid:
-        yield DocumentReport(source, Outcome.VALID, kind=check.kind, name=check.name)
+        yield DocumentReport(source, Outcome.VALID, kind=check.kind, name=check.name, resource=check.resource)
     else:
         yield DocumentReport(source, Outcome.INVALID, check.kind, check.name, check.problems)
 
