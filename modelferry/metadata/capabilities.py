@@ -21,6 +21,14 @@ Embedding signals, any of: a sentence-transformers export beside config.json
 family (BERT, RoBERTa, XLM-R) without a task head; a decoder architecture without an LM head
 (`MistralModel` for e5-mistral) unless auto_map says it generates (ChatGLM's `ChatGLMModel`);
 `is_causal: false` on a decoder (gte-Qwen2); or an embedding name (e5, gte, bge, "embedding").
+
+Vision and audio come from the sub-configs, whatever the family: a `vision_config` (or another
+vision key) or an `audio_config`/`sound_config`, at the root or in an omni model's
+`thinker_config`. A model with such a sub-config is multimodal even when no family knows its
+architecture. For such a composite, an architecture name ending in `Model` is no embedding
+signal (`Qwen2_5OmniModel` generates text), unless it is a CLIP/SigLIP-style dual encoder (the
+name says clip/siglip, or the root has `projection_dim`/`logit_scale_init_value`); an embedding
+model with a vision config embeds images too (`IMAGE_TEXT_TO_EMBEDDING`).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import re
 
 from modelferry.metadata import schema as s
 from modelferry.metadata.families.base import ModelView
+from modelferry.metadata.families.generic import has_vision_config, multimodal_holders
 from modelferry.metadata.families.registry import Family
 
 _EMBEDDING_NAME = re.compile(r"(?i)(^|[/_\-.])(e5|gte|bge|embed|embedding|embeddings)([/_\-.]|$)")
@@ -36,7 +45,10 @@ _ASR = ("whisper", "wav2vec2", "hubert", "forctc", "forspeechseq2seq")
 _CHAT_NAME = re.compile(
     r"(?i)(instruct|[-_.]chat|[-_.]it([-_.]|$)|[-_.]sft|[-_.]dpo|[-_.]rlhf|[-_.]rl([-_.]|$))"
 )
-_VISION_KEYS = ("vision_config", "img_processor", "mm_vision_tower", "vision_tower", "visual")
+_AUDIO_KEYS = ("audio_config", "sound_config")
+_VIDEO_KEYS = ("video_token_id", "video_token_index")
+_DUAL_ENCODER_NAME = re.compile(r"(?i)clip|siglip")
+_DUAL_ENCODER_KEYS = ("projection_dim", "logit_scale_init_value")
 
 
 def detect_capabilities(view: ModelView, family: Family, *, names: list[str]) -> list[str]:
@@ -51,33 +63,46 @@ def detect_capabilities(view: ModelView, family: Family, *, names: list[str]) ->
         return [s.AUDIO_TO_TEXT]
     if arch.endswith("ForSequenceClassification") or "rewardmodel" in lower:
         return [s.RERANK] if family.kind == "encoder" else [s.REWARD_SCORING]
-    if family.kind == "encoder" or _is_embedding(view, names):
-        return [s.TEXT_TO_EMBEDDING]
-    if family.vision or any(root.has(k) for k in _VISION_KEYS):
+    holders = multimodal_holders(root)
+    vision = family.vision or has_vision_config(root)
+    audio = any(h.has(k) for h in holders for k in _AUDIO_KEYS)
+    if family.kind == "encoder" or _is_embedding(view, names, composite=vision or audio):
+        return [s.TEXT_TO_EMBEDDING, s.IMAGE_TEXT_TO_EMBEDDING] if vision else [s.TEXT_TO_EMBEDDING]
+    if vision:
         caps = [s.IMAGE_TEXT_TO_TEXT]
-        if root.has("video_token_id") or root.has("video_token_index"):
+        if any(h.has(k) for h in holders for k in _VIDEO_KEYS):
             caps.append(s.VIDEO_TEXT_TO_TEXT)
     else:
         caps = [s.TEXT_TO_TEXT]
-    if root.has("audio_config"):
+    if audio:
         caps.append(s.AUDIO_TEXT_TO_TEXT)
     if root.has("gen_vision_config"):
         caps.append(s.TEXT_TO_IMAGE)
     return caps
 
 
-def _is_embedding(view: ModelView, names: list[str]) -> bool:
+def _is_embedding(view: ModelView, names: list[str], *, composite: bool) -> bool:
     if "sentence_transformers" in view.flags:
         return True
     if view.root.bool_("is_causal", default=True) is False:
         return True
     arch = view.architecture or ""
-    if arch.endswith("Model") and not arch.endswith(("LMHeadModel", "ChatModel")) and "CausalLM" not in arch:
+    headless = (
+        arch.endswith("Model") and not arch.endswith(("LMHeadModel", "ChatModel")) and "CausalLM" not in arch
+    )
+    # A multimodal wrapper named `...Model` generates text, unless it is a dual encoder.
+    if headless and (not composite or _dual_encoder(view)):
         auto_map = view.root.sub("auto_map")
         generates = auto_map is not None and any(k in auto_map.data for k in ("AutoModelForCausalLM",))
         if not generates:
             return True
     return any(_EMBEDDING_NAME.search(n) for n in names)
+
+
+def _dual_encoder(view: ModelView) -> bool:
+    if _DUAL_ENCODER_NAME.search(f"{view.model_type} {view.architecture or ''}"):
+        return True
+    return any(view.root.has(k) for k in _DUAL_ENCODER_KEYS)
 
 
 def detect_chat_tuned(names: list[str]) -> bool | None:

@@ -212,3 +212,23 @@ class ConfigView:
                 raise self.fail(key, f"expected a list of integers in 0..{hi}, found {item!r}")
             out.append(item)
         return out
+
+
+class LayeredView(ConfigView):
+    """`primary` with `fallback` filling the keys it lacks: a nested language-model config
+    (`llm_config`, `text_config`, ...) over the root. Errors name the object the value came from."""
+
+    __slots__ = ("fallback", "primary")
+
+    def __init__(self, primary: ConfigView, fallback: ConfigView) -> None:
+        present = {k: v for k, v in primary.data.items() if v is not None}
+        super().__init__({**fallback.data, **present}, source=primary.source, path=primary.path)
+        self.primary = primary
+        self.fallback = fallback
+
+    def _where(self, key: str) -> str:
+        view = self.primary if self.primary.has(key) else self.fallback
+        return f"{view.source}: {view.path}{key}"
+
+    def sub(self, key: str) -> ConfigView | None:
+        return self.primary.sub(key) if self.primary.has(key) else self.fallback.sub(key)

@@ -204,7 +204,7 @@ def _parse(
             dtype=_dtype(root, text) or _dominant_dtype(weight_dtypes),
             quantization=quant.label,
             model_capabilities=capabilities,
-            model_framework=ModelFramework(name="transformers", version=root.str_("transformers_version")),
+            model_framework=ModelFramework(name="transformers", version=_transformers_version(root, text)),
             model_format=fmt,
         )
     except ValidationError as e:  # a guard: the readers above already bound every value
@@ -215,6 +215,7 @@ def _parse(
         family_known=known,
         parameter_source=source_kind,
         warnings=tuple(warnings + view.notes),
+        derived=tuple(view.derived),
         chat_tuned=detect_chat_tuned(all_names) if _generates_text(metadata.model_capabilities) else None,
         quantization_method=quant.method,
         weight_dtypes=weight_dtypes,
@@ -253,6 +254,22 @@ def _note_scan(scan: WeightScan, warnings: list[str]) -> None:
         )
     if scan.unknown_dtypes:
         warnings.append(f"unknown safetensors dtype(s) {sorted(scan.unknown_dtypes)}: counted by shape only")
+
+
+def _transformers_version(root: ConfigView, text: ConfigView) -> str | None:
+    """The root's `transformers_version`, else the language model's, else any nested config's
+    (composite configs saved by some exporters carry it only inside `llm_config` and the like)."""
+    views = [root, text]
+    for key in (*_NESTED_TEXT, "thinker_config"):
+        sub = root.sub(key)
+        if sub is not None:
+            views.append(sub)
+            views.extend(v for v in (sub.sub(k) for k in _NESTED_TEXT) if v is not None)
+    for v in views:
+        version = v.str_("transformers_version")
+        if version:
+            return version
+    return None
 
 
 def _dtype(root: ConfigView, text: ConfigView) -> str | None:

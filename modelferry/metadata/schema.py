@@ -81,6 +81,7 @@ class ParseResult(BaseModel):
     family_known: bool = False
     parameter_source: ParameterSource = "none"
     warnings: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()  # config keys the estimate derived or assumed (each also a warning)
     chat_tuned: bool | None = None  # True/False only on a clear name signal; None when unknown
     quantization_method: str | None = None  # quant_method exactly as the config spells it
     weight_dtypes: dict[str, int] = Field(default_factory=dict)  # safetensors dtype -> parameters

@@ -1,29 +1,37 @@
-"""`modelParameterSize`: a parameter count written the way models are named.
+"""`modelParameterSize`: a parameter count in three significant figures with a K/M/B/T suffix.
 
-Rule, checked against published names and model cards:
-- from 10 units up, whole units rounded *down*: names drop the fraction and never round up
-  (Llama-3.1-70B has 70.55B -> "70B", Qwen2.5-14B 14.77B -> "14B", DeepSeek-V3 -> "671B");
-- below 10 units, one decimal rounded to nearest, as model cards state sizes (Llama-3.1-8B's
-  8.03B -> "8B", Qwen2.5-1.5B's 1.54B -> "1.5B", Qwen3-8B's 8.19B -> "8.2B", Kimi-K2's 1.03T ->
-  "1T"); a trailing ".0" is dropped;
-- below one billion, the nearest million ("135M" for SmolLM-135M's 134.5M); below a million the
-  nearest thousand ("46K"); below 1000 the plain number.
+Rule: round the count to three significant figures, half up, never truncating; then write it in
+the largest unit it reaches and drop trailing zeros of the fraction:
+- Mixtral-8x7B's 46,702,792,704 -> "46.7B", Llama-3.2-11B-Vision's 10.67B -> "10.7B",
+  Llama 4 Maverick's 401.6B -> "402B", gpt-oss-120b's 116.8B -> "117B";
+- Llama-3.2-1B's 1.236B -> "1.24B", Llama-3.1-8B's 8.030B -> "8.03B", an even 8.0B -> "8B";
+- the unit switches at 1,000 of the smaller one, as in OME's FormatParamCount: 494,032,768 ->
+  "494M" (never "0.494B"), and a count that *rounds* to 1,000 of a unit moves up
+  (999,600,000 -> "1B");
+- below 1,000 the plain number.
+OME's own formatter keeps two decimals (151,500,000,000 -> "151.5B"); three significant figures
+keep every size the same width, as model cards round ("402B", not "401.58B").
 """
 
 from __future__ import annotations
+
+_UNITS = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K"))
+_FIGURES = 3
 
 
 def format_parameter_size(count: int) -> str:
     if count < 0:
         raise ValueError("parameter count cannot be negative")
-    for scale, suffix in ((10**12, "T"), (10**9, "B")):
-        if count >= 10 * scale:
-            return f"{count // scale}{suffix}"
-        if count >= scale - scale // 2000:  # rounds to at least 1.0 at this scale's precision
-            tenths = (count * 10 + scale // 2) // scale
-            return f"{tenths // 10}{suffix}" if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10}{suffix}"
-    if count >= 999_500:
-        return f"{(count + 500_000) // 10**6}M"
-    if count >= 1000:
-        return f"{(count + 500) // 1000}K"
-    return str(count)
+    rounded = _round_significant(count, _FIGURES)
+    for scale, suffix in _UNITS:
+        if rounded >= scale:
+            whole, rest = divmod(rounded, scale)
+            fraction = str(rest).rjust(len(str(scale)) - 1, "0").rstrip("0")
+            return f"{whole}.{fraction}{suffix}" if fraction else f"{whole}{suffix}"
+    return str(rounded)
+
+
+def _round_significant(count: int, figures: int) -> int:
+    """`count` rounded half up to `figures` significant digits, in integers (no float error)."""
+    step = 10 ** max(len(str(count)) - figures, 0)
+    return (count + step // 2) // step * step

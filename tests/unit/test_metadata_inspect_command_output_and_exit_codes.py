@@ -21,7 +21,7 @@ def test_json_output_has_exactly_the_metadata_keys(capsys: pytest.CaptureFixture
         "modelType": "qwen2",
         "modelArchitecture": "Qwen2ForCausalLM",
         "parameterCount": 7_615_616_512,
-        "modelParameterSize": "7.6B",
+        "modelParameterSize": "7.62B",
         "maxTokens": 131072,
         "dtype": "bfloat16",
         "quantization": None,

@@ -2,12 +2,12 @@
 
 `find_family(model_type, architecture)` returns the family for a config; a `model_type` we do not
 know falls back to one guessed from the architecture name, then to a generic Llama-style estimate
-(`Family.known` is False, and the parser says so in its warnings).
+(`Family.known` is False, and the parser says so in its warnings; see `generic`).
 """
 
 from __future__ import annotations
 
-from modelferry.metadata.families import dense, encoders, mla, moe, multimodal
+from modelferry.metadata.families import dense, encoders, generic, mla, moe, multimodal
 from modelferry.metadata.families.base import ModelView
 from modelferry.metadata.families.registry import Family
 
@@ -18,7 +18,7 @@ FAMILIES: dict[str, Family] = {
     **multimodal.FAMILIES,
     **encoders.FAMILIES,
 }
-GENERIC = dense.GENERIC
+GENERIC = generic.GENERIC
 
 _ARCH_SUFFIXES = (
     "ForCausalLM",

@@ -26,6 +26,14 @@ class ModelView:
     architecture: str | None
     flags: frozenset[str] = frozenset()  # e.g. "sentence_transformers" when that export is present
     notes: list[str] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)  # config keys an estimate had to derive or assume
+
+    def derive(self, key: str, how: str) -> None:
+        """Record that the estimate used a value for `key` the config does not state."""
+        if key in self.derived:
+            return
+        self.derived.append(key)
+        self.notes.append(f"{key} not in the config, derived for the estimate: {how}")
 
 
 Estimator = Callable[[ModelView], int]

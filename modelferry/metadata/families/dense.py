@@ -16,7 +16,7 @@ from modelferry.metadata.families.registry import Family
 _LLAMA = {"vocab": 32000, "hidden": 4096, "intermediate": 11008, "layers": 32, "heads": 32}
 
 
-def _head_lost(view: ModelView, dec: Decoder) -> Decoder:
+def head_lost(view: ModelView, dec: Decoder) -> Decoder:
     """`*Model` architectures (no head) store no LM head; classifiers store a small score head."""
     arch = view.architecture or ""
     if arch.endswith("ForSequenceClassification") or "RewardModel" in arch:
@@ -38,7 +38,7 @@ def _num_labels(view: ModelView) -> int:
 def _simple(*, defaults: dict | None = None, **fixed: object) -> Estimator:
     def estimate(view: ModelView) -> int:
         dec = read_decoder(view.text, defaults=defaults or _LLAMA, **fixed)
-        return _head_lost(view, dec).total()
+        return head_lost(view, dec).total()
 
     return estimate
 
@@ -46,7 +46,7 @@ def _simple(*, defaults: dict | None = None, **fixed: object) -> Estimator:
 def _qwen2(view: ModelView) -> int:
     defaults = {"vocab": 151936, "hidden": 4096, "intermediate": 22016, "layers": 32, "heads": 32}
     dec = read_decoder(view.text, defaults=defaults, qkv_bias=True, o_bias=False)
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _qwen3(view: ModelView) -> int:
@@ -63,7 +63,7 @@ def _qwen3(view: ModelView) -> int:
     if "sentence_transformers" in view.flags and (view.architecture or "").endswith("ForCausalLM"):
         view.notes.append("sentence-transformers export: the backbone is stored without its LM head")
         dec = replace(dec, lm_head=False)
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _gemma(norms: int, *, qk_norm: bool, defaults: dict) -> Estimator:
@@ -71,7 +71,7 @@ def _gemma(norms: int, *, qk_norm: bool, defaults: dict) -> Estimator:
         dec = read_decoder(view.text, defaults={**defaults, "tied": True}, norms_per_layer=norms)
         if qk_norm:
             dec = replace(dec, qk_norm=2 * dec.head_dim)
-        return _head_lost(view, dec).total()
+        return head_lost(view, dec).total()
 
     return estimate
 
@@ -113,14 +113,14 @@ def _cohere(view: ModelView) -> int:
     dec = read_decoder(view.text, defaults=defaults, norms_per_layer=1)
     if view.text.bool_("use_qk_norm", default=False):
         dec = replace(dec, qk_norm=(dec.heads + dec.kv_heads) * dec.head_dim)
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _internlm(default_bias: bool) -> Estimator:
     def estimate(view: ModelView) -> int:
         bias = view.text.bool_("bias", default=default_bias)
         dec = read_decoder(view.text, defaults=_LLAMA, qkv_bias=bias, o_bias=bias)
-        return _head_lost(view, dec).total()
+        return head_lost(view, dec).total()
 
     return estimate
 
@@ -132,7 +132,7 @@ def _stablelm(view: ModelView) -> int:
     dec = replace(dec, norm_params=2 * dec.hidden)
     if v.bool_("qk_layernorm", default=False):
         dec = replace(dec, qk_norm=(dec.heads + dec.kv_heads) * dec.head_dim)
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _phi(view: ModelView) -> int:
@@ -143,7 +143,7 @@ def _phi(view: ModelView) -> int:
     dec = replace(dec, norm_params=2 * dec.hidden, norms_per_layer=1, lm_head_bias=True)
     if v.bool_("qk_layernorm", default=False):
         dec = replace(dec, qk_norm=4 * dec.head_dim)
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _phi3small(view: ModelView) -> int:
@@ -154,7 +154,7 @@ def _phi3small(view: ModelView) -> int:
         intermediate=v.req_int("ff_intermediate_size", "intermediate_size", default=dec.intermediate),
         norm_params=2 * dec.hidden,
     )
-    return _head_lost(view, dec).total()
+    return head_lost(view, dec).total()
 
 
 def _starcoder2(view: ModelView) -> int:
@@ -170,17 +170,17 @@ def _starcoder2(view: ModelView) -> int:
         "tied": True,
     }
     dec = read_decoder(v, defaults=defaults, qkv_bias=bias, o_bias=bias, mlp_bias=bias, gated=False)
-    return _head_lost(view, replace(dec, norm_params=2 * dec.hidden)).total()
+    return head_lost(view, replace(dec, norm_params=2 * dec.hidden)).total()
 
 
 def _olmo(view: ModelView) -> int:
     dec = read_decoder(view.text, defaults=_LLAMA)
-    return _head_lost(view, replace(dec, norms_per_layer=0, final_norm=False)).total()
+    return head_lost(view, replace(dec, norms_per_layer=0, final_norm=False)).total()
 
 
 def _olmo2(view: ModelView) -> int:
     dec = read_decoder(view.text, defaults=_LLAMA)
-    return _head_lost(view, replace(dec, qk_norm=(dec.heads + dec.kv_heads) * dec.head_dim)).total()
+    return head_lost(view, replace(dec, qk_norm=(dec.heads + dec.kv_heads) * dec.head_dim)).total()
 
 
 def _glm(norms: int) -> Estimator:
@@ -188,7 +188,7 @@ def _glm(norms: int) -> Estimator:
         dec = read_decoder(
             view.text, defaults={**_LLAMA, "qkv_bias": True}, o_bias=False, norms_per_layer=norms
         )
-        return _head_lost(view, dec).total()
+        return head_lost(view, dec).total()
 
     return estimate
 
@@ -231,15 +231,8 @@ def _qwen_v1(view: ModelView) -> int:
         o_bias=False,
         tied=False,
     )
-    return _head_lost(view, replace(dec, intermediate=dec.intermediate // 2)).total()
+    return head_lost(view, replace(dec, intermediate=dec.intermediate // 2)).total()
 
-
-def _generic(view: ModelView) -> int:
-    view.notes.append("unknown family: estimated as a Llama-style decoder from common config keys")
-    return _head_lost(view, read_decoder(view.text)).total()
-
-
-GENERIC = Family("generic", _generic, known=False)
 
 FAMILIES = {
     f.name: f

@@ -42,6 +42,7 @@ def _text_view(view: ModelView) -> ModelView:
         architecture=None,
         flags=view.flags,
         notes=view.notes,
+        derived=view.derived,
     )
 
 
