@@ -40,6 +40,7 @@ from activities.storage.engine import download_model as engine_download
 from activities.storage.manifest import DIGEST_KINDS, Manifest, StateLayout, read_manifest
 from activities.storage.registry import BackendSettings, open_backend
 from activities.storage.seed import seed_from_version
+from modelferry import metrics
 from modelferry.admission import admission_policy, check_claim_access, resolve_claim
 from modelferry.errors import InvalidSpecError
 from modelferry.layout import (
@@ -163,6 +164,14 @@ def manifest_holds(manifest: Manifest, listing: ModelListing) -> bool:
     return True
 
 
+def metric_labels(inp: NodeWork) -> metrics.ModelLabels:
+    """OME's metric labels for this model on this node (`namespace` empty when cluster-scoped)."""
+    namespace = inp.ref.namespace if inp.ref.kind.namespaced else None
+    return metrics.ModelLabels(
+        model_type=inp.ref.kind.value, namespace=namespace or "", name=inp.ref.name, node=inp.node
+    )
+
+
 def storage_path_of(inp: NodeWork) -> str:
     path = inp.spec.storage.path
     if not path:
@@ -218,6 +227,14 @@ class DownloadActivities:
     @activity.defn(name="download_model")
     @typed_failures
     def download_model(self, inp: DownloadModelInput) -> DownloadModelResult:
+        with metrics.observe_download(metric_labels(inp)) as observed:
+            result = self._download(inp, observed)
+            observed.transferred(result.bytes_transferred)
+            return result
+
+    def _download(
+        self, inp: DownloadModelInput, observed: metrics.DownloadObservation
+    ) -> DownloadModelResult:
         uri = admitted_uri(settings=self._settings, inp=inp)
         placement = node_placement(settings=self._settings, inp=inp)
         layout = placement.layout
@@ -266,6 +283,7 @@ class DownloadActivities:
                 beat.update(base)
 
                 def on_progress(progress: DownloadProgress) -> None:
+                    observed.transferred(progress.bytes_transferred)
                     beat.update(
                         {
                             **base,

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
-from activities.download import active_version, node_placement
+from activities.download import active_version, metric_labels, node_placement
 from activities.errors import typed_failures
 from activities.ownership import claim_model_path, is_complete_model_dir, owner_for, release_model_path
 from activities.verify import verify_model_dir
+from modelferry import metrics
 from modelferry.errors import InvalidSpecError, TemporaryError, UnsafePathError
 from modelferry.layout import ModelLayout
 from modelferry.messages import (
@@ -102,7 +103,8 @@ class FilesActivities:
     @typed_failures
     def verify_model(self, inp: VerifyModelInput) -> VerifyModelResult:
         version_dir = self._layout(inp).version_dir(inp.version_id)
-        report = verify_model_dir(version_dir, heartbeat=activity.heartbeat)
+        with metrics.observe_verification(metric_labels(inp)):
+            report = verify_model_dir(version_dir, heartbeat=activity.heartbeat)
         return VerifyModelResult(files=report.files, total_bytes=report.total_bytes)
 
     @activity.defn(name="activate_model_version")

@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.errors import typed_failures
 from activities.kube import KubeClient
+from modelferry import metrics
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.messages import (
     ModelRef,
@@ -72,6 +73,7 @@ class LabelActivities:
                     self._kube.create_configmap(self._ns, body)
                     return True
                 except KubeConflictError:
+                    metrics.count_write_conflict("configmap")
                     continue  # someone created it first: re-read and merge
             old = dict(cm.get("data") or {})
             new = change(old)
@@ -86,6 +88,7 @@ class LabelActivities:
                     self._kube.replace_configmap(self._ns, node, cm)
                 return True
             except KubeConflictError:
+                metrics.count_write_conflict("configmap")
                 continue
             except KubeNotFoundError:
                 continue
@@ -114,6 +117,7 @@ class LabelActivities:
     @typed_failures
     def set_node_model_status(self, inp: SetNodeModelStatusInput) -> SetNodeModelStatusResult:
         status = NodeModelStatus(inp.status)
+        metrics.count_node_report(status.value)
         self._update_configmap(
             inp.node,
             lambda data: with_entry(

@@ -23,6 +23,7 @@ from temporalio import activity
 
 from activities.errors import typed_failures
 from activities.kube import KubeClient
+from modelferry import metrics
 from modelferry.errors import KubeConflictError, KubeNotFoundError
 from modelferry.lifecycle import refresh_parsed_fields
 from modelferry.messages import (
@@ -85,6 +86,7 @@ class ResourceActivities:
                 self._kube.patch_model(inp.ref, patch)
                 return True
             except KubeConflictError:
+                metrics.count_write_conflict("model")
                 continue
             except KubeNotFoundError:
                 return False
@@ -149,6 +151,7 @@ class ResourceActivities:
                 self._kube.patch_model(inp.ref, patch)
                 return WriteSpecMetadataResult(written=True)
             except KubeConflictError:
+                metrics.count_write_conflict("model")
                 continue
         raise KubeConflictError(f"{inp.ref.display()}: spec metadata update kept conflicting")
 

@@ -62,6 +62,16 @@ def verify_args(settings: Settings) -> list[str]:
     ]
 
 
+def observability_args(settings: Settings) -> list[str]:
+    """Where the Job's worker serves probes and /metrics, and how it logs: the controller's
+    `health` and `log` settings, as flags (a Job reads no config file)."""
+    port = settings.health.worker_port
+    args = ["--log-format", settings.log.format.value]
+    if port is None:
+        return [*args, "--port", "off"]
+    return [*args, "--port", str(port), "--bind-address", settings.health.bind_address]
+
+
 def build_worker_job(
     *, settings: Settings, node: str, namespace: str, claim_name: str | None = None
 ) -> dict[str, Any]:
@@ -79,6 +89,7 @@ def build_worker_job(
         str(int(settings.worker.idle_exit_seconds)),
         *download_args(settings),
         *verify_args(settings),
+        *observability_args(settings),
     ]
     # The node applies the controller's admission policy again (defence in depth).
     for root in settings.policy.models_roots:
@@ -108,6 +119,16 @@ def build_worker_job(
         {"name": "MODELFERRY_AGENT_NAMESPACE", "value": settings.kube.agent_namespace},
     ]
     labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, NODE_WORKER_LABEL: _dns_name("", node)[:63]}
+    pod_meta: dict[str, Any] = {"labels": labels}
+    ports: list[dict[str, Any]] = []
+    if settings.health.worker_port:  # Prometheus' usual pod annotations: scrape this port's /metrics
+        port = settings.health.worker_port
+        pod_meta["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+        ports = [{"name": "metrics", "containerPort": port}]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -116,7 +137,7 @@ def build_worker_job(
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 600,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": pod_meta,
                 "spec": {
                     "nodeName": node,
                     "restartPolicy": "Never",
@@ -128,6 +149,7 @@ def build_worker_job(
                             "image": settings.worker.image,
                             "args": args,
                             "env": env,
+                            **({"ports": ports} if ports else {}),
                             "volumeMounts": mounts,
                             # Root, to write models roots the kubelet created root:root 0755,
                             # but with no capability and nothing else writable (as the DaemonSet).

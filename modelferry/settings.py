@@ -139,11 +139,26 @@ class PolicySettings(_Section):
 
 
 class HealthSettings(_Section):
-    """Where `modelferry controller` answers its probes (`/healthz`, `/readyz`)."""
+    """Where the long-running roles answer probes (`/livez`, `/healthz`, `/readyz`) and serve
+    Prometheus `/metrics` (`modelferry.commands.health`)."""
 
-    # 127.0.0.1 unless told otherwise; a cluster install (deploy/config) opens it to the kubelet.
+    # 127.0.0.1 unless told otherwise; a cluster install (deploy/config) opens it to the kubelet
+    # and Prometheus, and Job-mode node workers get it as `--bind-address`.
     bind_address: str = "127.0.0.1"
-    port: int | None = Field(default=8081, ge=0, le=65535)  # None: no health server
+    port: int | None = Field(default=8081, ge=0, le=65535)  # `controller`; None: no server
+    # `modelferry worker` and `modelferry dev` (flag `--port`; 0: a free port). 8080 as OME's agent.
+    worker_port: int | None = Field(default=8080, ge=0, le=65535)
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object a line, with model, node and workflow ID when known
+
+
+class LogSettings(_Section):
+    """How every long-running role logs (`modelferry.commands.logs`; flag `--log-format`)."""
+
+    format: LogFormat = LogFormat.TEXT
 
 
 class Settings(_Section):
@@ -155,6 +170,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     def cluster_claim_namespaces(self) -> list[str]:
         allowed = self.policy.cluster_claim_namespaces
@@ -169,6 +185,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "MODELFERRY_WORKER_MODE": ("worker", "mode"),
     "MODELFERRY_WORKER_IMAGE": ("worker", "image"),
     "MODELFERRY_NODE_ROOT": ("node", "root"),
+    "MODELFERRY_LOG_FORMAT": ("log", "format"),
     "HF_ENDPOINT": ("node", "hf_endpoint"),
 }
 

@@ -8,8 +8,11 @@ touch the node's disk; it is the only place model bytes are written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -34,15 +37,23 @@ from activities.parse import ParseActivities
 from activities.progress import ProgressActivities
 from activities.resources import ResourceActivities
 from activities.storage.engine import download_slots
+from modelferry import metrics
+from modelferry.commands.tracing import tracing_interceptors
 from modelferry.names import CONTROL_TASK_QUEUE, node_task_queue
 from modelferry.settings import Settings
 from workflows.model import ModelWorkflow
 from workflows.node import NodeWorkflow
 
 WORKFLOWS = [ModelWorkflow, NodeWorkflow]
+WORKFLOW_TYPES = tuple(workflow.__name__ for workflow in WORKFLOWS)
+
+log = logging.getLogger(__name__)
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, tracer_provider: Any = None) -> Client:
+    """The process's Temporal client. With tracing on (`modelferry.commands.tracing`, or a
+    `tracer_provider` given) it carries the TracingInterceptor, and so does every worker built
+    from it (temporalio hands a client's worker interceptors on to its workers)."""
     t = settings.temporal
     tls: TLSConfig | bool = False
     if t.tls or t.tls_client_cert_path or t.tls_server_ca_path:
@@ -58,6 +69,7 @@ async def connect_temporal(settings: Settings) -> Client:
         tls=tls,
         api_key=api_key,
         data_converter=pydantic_data_converter,
+        interceptors=tracing_interceptors(tracer_provider),
     )
 
 
@@ -96,15 +108,43 @@ def node_activities(*, kube: KubeClient | None, settings: Settings) -> list[Any]
     ]
 
 
+CONTROL_ACTIVITY_SLOTS = 32
+
+
 def build_control_worker(*, client: Client, kube: KubeClient, settings: Settings) -> Worker:
     return Worker(
         client,
         task_queue=CONTROL_TASK_QUEUE,
         workflows=WORKFLOWS,
         activities=control_activities(client=client, kube=kube, settings=settings),
-        activity_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="control-activity"),
-        max_concurrent_activities=32,
+        activity_executor=ThreadPoolExecutor(
+            max_workers=CONTROL_ACTIVITY_SLOTS, thread_name_prefix="control-activity"
+        ),
+        max_concurrent_activities=CONTROL_ACTIVITY_SLOTS,
+        interceptors=[SlotsInUse(task_queue=CONTROL_TASK_QUEUE, slots=CONTROL_ACTIVITY_SLOTS)],
     )
+
+
+class SlotsInUse(Interceptor):
+    """Keeps `modelferry_worker_activity_slots{,_used}` for one worker: its activity slots, and
+    how many activities it is running now."""
+
+    def __init__(self, *, task_queue: str, slots: int) -> None:
+        metrics.ACTIVITY_SLOTS.labels(task_queue).set(slots)
+        self._used = metrics.ACTIVITY_SLOTS_USED.labels(task_queue)
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        used = self._used
+
+        class _Counting(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                used.inc()
+                try:
+                    return await super().execute_activity(input)
+                finally:
+                    used.dec()
+
+        return _Counting(next)
 
 
 class IdleTracker(Interceptor):
@@ -143,13 +183,15 @@ def build_node_worker(
 ) -> Worker:
     slots = settings.worker.max_concurrent_activities
     download_slots(settings.download.num_download_worker)  # the per-node cap on concurrent models
+    queue = task_queue or node_task_queue(node)
+    interceptors: list[Interceptor] = [SlotsInUse(task_queue=queue, slots=slots)]
     return Worker(
         client,
-        task_queue=task_queue or node_task_queue(node),
+        task_queue=queue,
         activities=node_activities(kube=kube, settings=settings),
         activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="node-activity"),
         max_concurrent_activities=slots,
-        interceptors=[idle] if idle else [],
+        interceptors=[*interceptors, idle] if idle else interceptors,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -166,6 +208,32 @@ async def run_until_idle(worker: Worker, idle: IdleTracker, *, idle_exit_seconds
         if not task.done():
             await worker.shutdown()
         await task
+
+
+WORKFLOWS_RUNNING_INTERVAL = 30.0  # seconds between counts: a visibility query, cheap at this rate
+
+
+async def report_workflows_running(
+    client: Client,
+    *,
+    stop: asyncio.Event,
+    interval: float = WORKFLOWS_RUNNING_INTERVAL,
+    workflow_types: Sequence[str] = WORKFLOW_TYPES,
+) -> None:
+    """Keep `modelferry_workflows_running{workflow_type}` from Temporal's visibility store until
+    `stop` (a count that fails is skipped: a metric never stops the controller)."""
+    while not stop.is_set():
+        for name in workflow_types:
+            try:
+                counted = await client.count_workflows(
+                    f"WorkflowType = '{name}' AND ExecutionStatus = 'Running'"
+                )
+            except Exception as error:
+                log.debug("counting running %s workflows failed: %s", name, error)
+                continue
+            metrics.WORKFLOWS_RUNNING.labels(name).set(counted.count)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 def build_node_verifier(*, client: Client, node: str, settings: Settings) -> ContinuousVerifier:

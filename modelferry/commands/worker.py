@@ -9,6 +9,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from modelferry.commands.logs import add_log_format_flag, log_format_override
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("worker", help="run the node-pinned worker for one node")
@@ -52,7 +54,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--connect-timeout", type=float, default=None, help="seconds to connect to storage")
     p.add_argument("--read-timeout", type=float, default=None, help="seconds one read may see no byte")
     add_verify_flags(p)
+    add_port_flag(p)
+    p.add_argument(
+        "--bind-address",
+        default=None,
+        help="address of the probes and /metrics (setting health.bind_address; default 127.0.0.1)",
+    )
+    add_log_format_flag(p)
     p.set_defaults(func=run)
+
+
+def _port(text: str) -> int | str:
+    if text == "off":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port {text!r}: expected a port number, 0 for a free one, or off")
+    return value
+
+
+def add_port_flag(p: argparse.ArgumentParser) -> None:
+    """`--port` (setting `health.worker_port`): probes and Prometheus /metrics of `modelferry worker`
+    and `modelferry dev`; 0 picks a free port (printed)."""
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="serve /metrics, /livez, /healthz, /readyz on this port (default 8080; 0: a free port; off)",
+    )
 
 
 def _duration_flag(flag: str) -> Callable[[str], float]:
@@ -113,11 +145,19 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
         if getattr(args, name) is not None:
             overrides[f"download.{name}"] = getattr(args, name)
     overrides.update(verify_overrides(args))
+    if args.port is not None:
+        overrides["health.worker_port"] = None if args.port == "off" else args.port
+    if args.bind_address is not None:
+        overrides["health.bind_address"] = args.bind_address
+    overrides.update(log_format_override(args))
     return overrides
 
 
 def run(args: argparse.Namespace) -> int:
+    from activities.continuous_verify import models_roots_on_host
     from activities.kube import KubeClient
+    from modelferry.commands.health import Health, roots_writable, start_health_server
+    from modelferry.commands.logs import setup_logging
     from modelferry.commands.runtime import (
         IdleTracker,
         build_node_verifier,
@@ -125,11 +165,13 @@ def run(args: argparse.Namespace) -> int:
         connect_temporal,
         run_until_idle,
     )
+    from modelferry.commands.tracing import configure_tracing
     from modelferry.names import node_task_queue
     from modelferry.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config, overrides=settings_overrides(args))
+    setup_logging(log_format=settings.log.format, level=logging.INFO, node=args.node)
+    configure_tracing(service_name="modelferry-node-worker")
     kube = None if args.no_kube else KubeClient.from_settings(settings.kube)
 
     async def main() -> int:
@@ -139,6 +181,18 @@ def run(args: argparse.Namespace) -> int:
             client=client, node=args.node, kube=kube, settings=settings, task_queue=args.task_queue, idle=idle
         )
         stop = asyncio.Event()
+
+        async def temporal_serving() -> None:
+            if not await client.service_client.check_health():
+                raise RuntimeError("Temporal's health check says it is not serving")
+
+        health = Health(
+            checks={"temporal": temporal_serving},
+            local_checks={"models roots": roots_writable(models_roots_on_host(settings))},
+        )
+        server = await start_health_server(
+            health, host=settings.health.bind_address, port=settings.health.worker_port, what="node worker"
+        )
         # Continuous verification beside the node's own worker (a pvc Job's worker on its own
         # queue serves the same node: one verifier per node is enough).
         verifier = None
@@ -154,11 +208,21 @@ def run(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            async with worker:
-                await stop.wait()
+            running = asyncio.create_task(worker.run(), name="node worker")
+            health.tasks["node worker"] = running  # type: ignore[assignment]
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                if not running.done():
+                    await worker.shutdown()
+                await running  # raises what ended the worker, if anything did
             return 0
         finally:
             stop.set()
+            if server is not None:
+                server.close()
             if verifier is not None:
                 await verifier
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,6 +217,7 @@ class TemporalDevServer:
                 stdout=f,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=server_environment(os.environ),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         return out
@@ -305,3 +306,10 @@ async def supervise(server: TemporalDevServer, *, stop: asyncio.Event, poll_seco
             server.process.pid,
             time.monotonic() - started,
         )
+
+
+def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The dev server's environment: ours without the `OTEL_*` variables, which configure
+    modelferry's tracing (`modelferry.commands.tracing`). The server reads them too and refuses to
+    start on an exporter it lacks (`OTEL_TRACES_EXPORTER=console`)."""
+    return {key: value for key, value in environ.items() if not key.startswith("OTEL_")}

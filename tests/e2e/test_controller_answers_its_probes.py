@@ -1,6 +1,6 @@
-"""`modelferry controller` as the manager Deployment runs it: it answers /healthz and /readyz,
-reports Temporal as not ready while Temporal is down (and alive all the same), is ready again once
-Temporal is back, and exits 0 on SIGTERM."""
+"""`modelferry controller` as the manager Deployment runs it: it answers /healthz, /livez, /readyz
+and /metrics, reports Temporal as not ready while Temporal is down (and alive all the same), is
+ready again once Temporal is back, and exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ async def test_probes_follow_the_controllers_dependencies(tmp_path, one_node_clu
     try:
         assert await until(port, "/healthz", 200) == "ok\n"
         assert await until(port, "/readyz", 200) == "ok\n"
+        assert await asyncio.to_thread(probe, port, "/livez") == (200, "ok\n")
+        status, metrics = await asyncio.to_thread(probe, port, "/metrics")
+        assert status == 200 and "# TYPE modelferry_kube_write_conflicts_total counter" in metrics
+        assert 'modelferry_worker_activity_slots{task_queue="modelferry-control"} 32.0' in metrics
 
         assert temporal.process is not None
         temporal.process.kill()

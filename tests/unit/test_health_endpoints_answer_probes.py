@@ -1,15 +1,17 @@
-"""The controller's probe endpoints: `/healthz` fails when a long-running part has stopped,
+"""The probe endpoints of the long-running roles: `/livez` fails when a long-running part has
+stopped, `/healthz` also when a local check fails (a node worker's models roots not writable),
 `/readyz` also when a dependency does not answer, each failure named on its own line; a
-dependency is asked at most every CHECK_INTERVAL seconds."""
+dependency is asked at most every CHECK_INTERVAL seconds. `/metrics` is the Prometheus registry."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from modelferry.commands.health import Health, serve_health
+from modelferry.commands.health import Health, roots_writable, serve_health
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
@@ -43,9 +45,40 @@ async def probes():
 
 async def test_all_well_is_ok(probes):
     port, *_ = probes
+    assert await get(port, "/livez") == (200, "ok\n")
     assert await get(port, "/healthz") == (200, "ok\n")
     assert await get(port, "/readyz") == (200, "ok\n")
-    assert (await get(port, "/metrics"))[0] == 404
+    assert (await get(port, "/nothing"))[0] == 404
+
+
+async def test_metrics_are_the_prometheus_registry(probes):
+    port, *_ = probes
+    status, body = await get(port, "/metrics")
+    assert status == 200
+    assert "# TYPE model_agent_downloads_success_total counter" in body
+    assert "# TYPE model_agent_download_duration_seconds histogram" in body
+
+
+async def test_an_unwritable_models_root_is_unhealthy_but_alive(probes, tmp_path):
+    port, health, *_ = probes
+    root = tmp_path / "raid" / "models"
+    root.mkdir(parents=True)
+    health.local_checks["models roots"] = roots_writable([root])
+    assert await get(port, "/healthz") == (200, "ok\n")
+    # A directory no one can create a file in, root included (the tests may run as root).
+    health.local_checks["models roots"] = roots_writable([root, Path("/proc")])
+    health._cached.clear()
+    status, body = await get(port, "/healthz")
+    assert status == 503 and body.startswith("models roots: ")
+    assert await get(port, "/livez") == (200, "ok\n")
+    assert (await get(port, "/readyz"))[0] == 503
+
+
+async def test_no_models_root_at_all_is_unhealthy(probes, tmp_path):
+    port, health, *_ = probes
+    health.local_checks["models roots"] = roots_writable([tmp_path / "missing"])
+    status, body = await get(port, "/healthz")
+    assert status == 503 and "no models root exists" in body
 
 
 async def test_a_failing_dependency_is_not_ready_but_still_alive(probes):
