@@ -338,6 +338,9 @@ class ContinuousVerifier:
 
     def seconds_to_next_check(self) -> float:
         now = self._clock()
+        # Never past the shortest interval asked for: a model activated since the last pass (on a
+        # node that held none, so nothing else is due) is found within it, not MAX_SLEEP later.
+        intervals = [i for i in (self._verify_interval, self._deep_interval) if i > 0]
         waits = [
             max(
                 next_due_in(
@@ -347,7 +350,7 @@ class ContinuousVerifier:
             )
             for key, t in self._times.items()
         ]
-        return max(1.0, min([MAX_SLEEP, *waits]))
+        return max(1.0, min([MAX_SLEEP, *intervals, *waits]))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until `stop` is set; a failing pass is logged, never fatal. Disabled, it

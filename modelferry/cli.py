@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Imported lazily so `modelferry validate` does not pay for Temporal or the Kubernetes client.
 _COMMAND_MODULES = (
@@ -22,6 +25,12 @@ _COMMAND_MODULES = (
     "history",
     "admin",  # redownload, rollback, retry
 )
+
+# One-shot commands that end right after a Temporal client call. The SDK's Rust threads can call
+# into Python while the interpreter finalizes and abort it ("PyGILState_Release: thread state ...
+# must be current", SIGABRT instead of the exit status; temporalio/sdk-python#300: ~1 run in 5 of
+# a refused `retry`). As a process, they end with os._exit once their output is flushed.
+_EXIT_WITHOUT_FINALIZING = frozenset({"status", "history", "redownload", "rollback", "retry"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`argv` None: the process's own command line (the console script, `python -m`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    if argv is None and args.command in _EXIT_WITHOUT_FINALIZING:
+        _exit_without_finalizing(code)
+    return code
+
+
+def _exit_without_finalizing(code: int) -> NoReturn:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,18 @@ async def test_the_sender_signals_the_models_workflow_and_a_missing_one_is_not_f
         await temporal_damage_sender(down)(owner, report)  # type: ignore[arg-type]
 
 
+async def test_a_node_holding_no_model_looks_again_within_the_verify_interval(settings):
+    """A model activated after the worker started on an empty node is checked within the
+    shortest interval asked for, not MAX_SLEEP later (`modelferry dev --verify-interval 1s`)."""
+    from activities.continuous_verify import MAX_SLEEP
+
+    h = Harness(settings, verify=5.0, deep=30.0)
+    assert await h.after(0) == []
+    assert h.verifier.seconds_to_next_check() == 5.0
+    assert Harness(settings, verify=0.0, deep=20.0).verifier.seconds_to_next_check() == 20.0
+    assert Harness(settings).verifier.seconds_to_next_check() == MAX_SLEEP  # the defaults: 10 min, 7 d
+
+
 async def test_the_loop_checks_at_start_and_stops_when_told(settings, model):
     (model / "config.json").unlink()
     h = Harness(settings)
