@@ -165,6 +165,8 @@ class ModelWorkflowInput(_Message):
     failed_at: dict[str, float] = Field(default_factory=dict)  # node -> workflow time of its failure
     pending: dict[str, PendingNodeWork] = Field(default_factory=dict)  # admin work not started yet
     handled_tokens: list[str] = Field(default_factory=list)  # AdminRequest tokens already run
+    # Parsed metadata, once per version (node outcomes of the live loop do not each carry a copy).
+    metadata: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 # --- control-queue activities ----------------------------------------------------------------

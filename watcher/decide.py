@@ -50,6 +50,7 @@ from modelferry.names import (
     REDOWNLOAD_ANNOTATION,
     RETRY_ANNOTATION,
     ROLLBACK_ANNOTATION,
+    SKIP_CONFIG_PARSING_ANNOTATIONS,
     ModelKey,
     ModelKind,
 )
@@ -281,10 +282,17 @@ def _decide_model(event: ModelEvent, known: Known, policy: AdmissionPolicy) -> l
     revision = ModelRevision(
         generation=generation,
         spec=resource.spec,  # parsed once, here; everything downstream reads its fields
-        annotations=dict(meta.get("annotations") or {}),
+        annotations=_workflow_annotations(meta),
         uid=ref.uid,
     )
     return [*superseded, Apply(ref, revision, placement), *admin]
+
+
+def _workflow_annotations(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The annotations the workflows read (skip-config-parsing), not the rest: every signal and
+    child input carries them, and `last-applied-configuration` alone can be as big as the spec."""
+    annotations = meta.get("annotations") or {}
+    return {k: v for k, v in annotations.items() if k in SKIP_CONFIG_PARSING_ANNOTATIONS}
 
 
 def _decide_admin(meta: Mapping[str, Any], *, ref: ModelRef, known: KnownModel | None) -> list[Decision]:

@@ -84,8 +84,14 @@ PATCH_INVALID_SPEC_STATUS = "model-invalid-spec-status-v1"  # `mark_invalid`: In
 PATCH_LIVE_NODES = "model-live-node-status-v1"
 
 _MAX_TOKENS = 100  # admin request tokens remembered (annotation values already acted on)
-_MAX_NODE_STATES = 100  # NodeStates search attribute: the nodes not Ready, at most this many
+# A keyword list search attribute must stay under Temporal's per-value size limit (2 KB by
+# default); past it the upsert is refused and the workflow task fails. NodeNames and NodeStates
+# list what fits, in order (NodeStates: the nodes not Ready first, so a failed node is findable).
+_KEYWORD_LIST_BUDGET = 1800
 _HISTORY_HARD_FACTOR = 2  # past this many times the limit, running node work is restarted in a new run
+# Status writes while nodes finish are at least this far apart: ~1 s per 100 eligible nodes,
+# between 1 s and 30 s, so a thousand nodes finishing do not write a thousand statuses.
+_STATUS_COALESCE_MIN, _STATUS_COALESCE_MAX, _NODES_PER_COALESCE_SECOND = 1.0, 30.0, 100
 
 
 @dataclass
@@ -139,6 +145,8 @@ class ModelWorkflow:
         self._placement: PlanPlacementResult | None = None
         self._events: list[RecordModelEventInput] = []
         self._doomed: ModelRevision | None = None  # the revision a delete request was about
+        self._metadata: dict[str, dict[str, Any]] = dict(inp.metadata)  # by `_version_key`
+        self._last_status_at = 0.0  # workflow time of the last status write (live loop)
 
     # --- signals and queries ----------------------------------------------------------------
 
@@ -431,6 +439,7 @@ class ModelWorkflow:
                 failed_at=self._failed_at,
                 pending=self._pending,
                 handled_tokens=self._handled_tokens,
+                metadata={k: v for k, v in self._metadata.items() if k in self._version_keys()},
             )
         )
 
@@ -512,27 +521,34 @@ class ModelWorkflow:
                     lambda: (
                         self._dirty
                         or self._delete
-                        or self._status_due
                         or bool(self._events)
                         or any(run.task.done() for run in self._running.values())
                     ),
                     timeout=timeout,
                 )
             except TimeoutError:
-                self._dirty = True  # a failed node is due its retry
+                # A failed node may be due its retry (or the control plane its next try); a timer
+                # that only let a coalesced status write through needs no planning.
+                self._dirty = control_failed or self._retry_due_somewhere()
 
     def _next_wakeup(self, control_failed: bool) -> timedelta | None:
-        if control_failed:
-            return timedelta(seconds=CONTROL_RETRY_SECONDS)
         now = workflow.now().timestamp()
         waits = [
-            at + self._options.failed_node_retry_seconds - now
+            max(1.0, at + self._options.failed_node_retry_seconds - now)
             for node, at in self._failed_at.items()
             if self._retryable_failure(node) and node not in self._running
         ]
-        if not waits:
-            return None
-        return timedelta(seconds=max(1.0, min(waits)))
+        if control_failed:
+            waits.append(CONTROL_RETRY_SECONDS)
+        if self._status_due:
+            waits.append(max(0.1, self._status_wait()))
+        return timedelta(seconds=min(waits)) if waits else None
+
+    def _retry_due_somewhere(self) -> bool:
+        return any(
+            self._retryable_failure(node) and node not in self._running and self._retry_due(node)
+            for node in self._failed_at
+        )
 
     def _failure(self, node: str) -> NodeOutcome | None:
         outcome = self._nodes.get(node)
@@ -549,8 +565,24 @@ class ModelWorkflow:
         return at is None or workflow.now().timestamp() >= at + self._options.failed_node_retry_seconds
 
     def _serving(self, node: str) -> NodeOutcome | None:
+        """The node's Ready outcome, with its version's metadata."""
         outcome = self._nodes.get(node)
-        return outcome if outcome is not None and outcome.state == NodeModelStatus.READY else None
+        if outcome is None or outcome.state != NodeModelStatus.READY:
+            return None
+        return outcome.model_copy(update={"metadata": self._metadata_of(outcome)})
+
+    @staticmethod
+    def _version_key(outcome: NodeOutcome) -> str:
+        return outcome.version_id or f"fingerprint:{outcome.fingerprint}"
+
+    def _version_keys(self) -> set[str]:
+        return {self._version_key(o) for o in self._nodes.values() if o.state == NodeModelStatus.READY}
+
+    def _metadata_of(self, outcome: NodeOutcome) -> dict[str, Any] | None:
+        # Outcomes of the batched loop carry their metadata inline.
+        if outcome.metadata is not None:
+            return outcome.metadata
+        return self._metadata.get(self._version_key(outcome))
 
     def _wants_delivery(self, node: str, fingerprint: str, generation: int) -> bool:
         if node in self._retry_now:
@@ -593,6 +625,7 @@ class ModelWorkflow:
             if pending is not None:
                 self._start(node, NodeAction(pending.action), fingerprint, pending=pending)
             elif self._wants_delivery(node, fingerprint, revision.generation):
+                cause = self._cause(node, NodeAction.DELIVER)  # before the outcome says Updating
                 serving = self._serving(node)
                 if serving is None:
                     self._nodes[node] = NodeOutcome(
@@ -600,7 +633,7 @@ class ModelWorkflow:
                     )
                 elif serving.fingerprint != fingerprint:
                     updates.append(node)
-                self._start(node, NodeAction.DELIVER, fingerprint)
+                self._start(node, NodeAction.DELIVER, fingerprint, cause=cause)
         for node in sorted(self._nodes):
             if node not in eligible and node not in self._running:
                 self._start(node, NodeAction.REMOVE, fingerprint, node_exists=node in existing)
@@ -633,11 +666,12 @@ class ModelWorkflow:
         *,
         node_exists: bool = True,
         pending: PendingNodeWork | None = None,
+        cause: str = "",
     ) -> None:
         revision = self._revision
         assert revision is not None
         serving = self._serving(node) if action != NodeAction.REMOVE else None
-        cause = pending.cause if pending is not None else self._cause(node, action)
+        cause = pending.cause if pending is not None else cause or self._cause(node, action)
         self._retry_now.discard(node)
         inp = NodeWorkflowInput(
             ref=self._ref,
@@ -698,6 +732,10 @@ class ModelWorkflow:
                 if node in self._eligible():
                     self._dirty = True  # eligible again while it was being removed
             elif outcome.state == NodeModelStatus.READY:
+                if outcome.metadata is not None:
+                    # Held once per version, not once per node (the history stays bounded).
+                    self._metadata[self._version_key(outcome)] = outcome.metadata
+                    outcome = outcome.model_copy(update={"metadata": None})
                 self._nodes[node] = outcome
                 self._update_failures.pop(node, None)
                 self._failed_at.pop(node, None)
@@ -734,9 +772,18 @@ class ModelWorkflow:
         revision = self._revision
         if revision is not None and revision.spec is not None:
             await self._write_spec_metadata(revision, delivery_fingerprint(revision.spec))
-        if self._status_due:
+        if self._status_due and self._status_wait() == 0:
             plan = self._placement or PlanPlacementResult(eligible=sorted(self._nodes))
             await self._write_status(plan.eligible, plan)
+            self._last_status_at = workflow.now().timestamp()
+
+    def _status_wait(self) -> float:
+        """Seconds until the next status write may go (0: now)."""
+        eligible = len(self._placement.eligible) if self._placement is not None else len(self._nodes)
+        spacing = min(_STATUS_COALESCE_MAX, max(_STATUS_COALESCE_MIN, eligible / _NODES_PER_COALESCE_SECOND))
+        if self._running and not self._delete:
+            return max(0.0, self._last_status_at + spacing - workflow.now().timestamp())
+        return 0.0  # nothing in flight: the last word goes out at once
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -866,14 +913,11 @@ class ModelWorkflow:
             return
         for node in sorted(self._nodes):
             outcome = self._nodes[node]
-            if (
-                outcome.state == NodeModelStatus.READY
-                and outcome.fingerprint == fingerprint
-                and outcome.metadata
-            ):
+            metadata = self._metadata_of(outcome)
+            if outcome.state == NodeModelStatus.READY and outcome.fingerprint == fingerprint and metadata:
                 if await self._best_effort(
                     ResourceActivities.write_spec_metadata,
-                    WriteSpecMetadataInput(ref=self._ref, metadata=outcome.metadata),
+                    WriteSpecMetadataInput(ref=self._ref, metadata=metadata),
                 ):
                     self._metadata_written_for = fingerprint
                 return
@@ -917,7 +961,7 @@ class ModelWorkflow:
         self._state = status.get("state", "Deleting")
         attributes: list[SearchAttributeUpdate[Any]] = [
             SA_MODEL_STATE.value_set(self._state),
-            SA_NODE_NAMES.value_set(sorted(self._nodes)),
+            SA_NODE_NAMES.value_set(_within_budget(sorted(self._nodes))),
         ]
         if self._live:
             not_ready = [
@@ -925,7 +969,7 @@ class ModelWorkflow:
                 for node, outcome in sorted(self._nodes.items())
                 if outcome.state != NodeModelStatus.READY or node in self._update_failures
             ]
-            attributes.append(SA_NODE_STATES.value_set(not_ready[:_MAX_NODE_STATES]))
+            attributes.append(SA_NODE_STATES.value_set(_within_budget(not_ready)))
             if self._revision.spec is not None:
                 attributes.append(SA_STORAGE_URI.value_set(self._revision.spec.storage.storage_uri))
             ready = len(status.get("nodesReady") or [])
@@ -973,3 +1017,15 @@ class ModelWorkflow:
 def _tag() -> str:
     """A short deterministic tag naming a fresh version directory (replays give the same one)."""
     return workflow.uuid4().hex[:8]
+
+
+def _within_budget(values: list[str]) -> list[str]:
+    """The leading values whose total size fits a keyword list search attribute."""
+    kept: list[str] = []
+    used = 0
+    for value in values:
+        used += len(value.encode()) + 3  # JSON quotes and separator
+        if used > _KEYWORD_LIST_BUDGET:
+            break
+        kept.append(value)
+    return kept

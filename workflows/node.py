@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -70,6 +70,9 @@ PATCH_FAILURES_HEAL = "node-failures-heal-v1"  # failures that need no spec chan
 # Events on the resource, progress in the ConfigMap entry, and a serving version kept Ready while
 # a newer one is fetched beside it.
 PATCH_NODE_REPORTS = "node-events-progress-v1"
+# Node work the model's workflow cancels (a newer source supersedes it, the model is deleted, a
+# continue-as-new restarts it) ends Canceled: no Failed label, no NodeFailed/UpdateFailed event.
+PATCH_CANCEL_IS_NOT_FAILURE = "node-cancel-is-not-failure-v1"
 
 # Events and progress are reports: a few quick tries, and their failure never fails the delivery.
 REPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
@@ -241,6 +244,8 @@ class NodeWorkflow:
                     retry_policy=NODE_LOCAL_RETRY,
                 )
         except ActivityError as err:
+            if _cancelled(err):
+                raise
             failure = describe_failure(err)
             workflow.logger.warning(
                 "%s failed on node %s: %s: %s", inp.ref.display(), inp.node, failure.reason, failure.message
@@ -341,6 +346,8 @@ class NodeWorkflow:
                     retry_policy=NODE_LOCAL_RETRY,
                 )
         except ActivityError as err:
+            if _cancelled(err):
+                raise
             failure = describe_failure(err)
             serving = inp.serving
             still = f"; still serving version {serving.version_id}" if serving else ""
@@ -417,6 +424,11 @@ class NodeWorkflow:
             message=message,
             generation=inp.revision.generation,
         )
+
+
+def _cancelled(err: ActivityError) -> bool:
+    """The model's workflow cancelled this node work: not a failure of the node, nothing to report."""
+    return is_cancelled_exception(err) and workflow.patched(PATCH_CANCEL_IS_NOT_FAILURE)
 
 
 def _download_summary(inp: NodeWorkflowInput) -> str:

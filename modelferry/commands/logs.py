@@ -107,6 +107,10 @@ def _trace_fields() -> dict[str, str]:
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
+# Libraries that log credentials at DEBUG: never below INFO, whatever level the process runs at.
+CREDENTIAL_LOGGERS = ("kubernetes.client.rest", "botocore", "urllib3.connectionpool")
+
+
 def setup_logging(
     *,
     log_format: LogFormat | str = LogFormat.TEXT,
@@ -128,6 +132,9 @@ def setup_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in CREDENTIAL_LOGGERS:
+        # At DEBUG these print response bodies (a Secret's data) and request headers (S3 keys).
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
     _temporal_details_on_message(not json_lines)
     if json_lines and forward_core_logs:
         _forward_sdk_core_logs()

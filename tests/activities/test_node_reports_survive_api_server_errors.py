@@ -90,6 +90,17 @@ def test_fifty_models_finish_together_through_500s_and_409s(tmp_path):
                 "spec": {"storage": {"storageUri": "hf://org/model", "path": f"/raid/models/{ref.name}"}},
             }
             custom.create_namespaced_custom_object("ome.io", "v1beta1", ref.namespace, "basemodels", body)
+        # A resource's identity is its uid: writes for another uid under the name are refused.
+        refs = [
+            ref.model_copy(
+                update={
+                    "uid": custom.get_namespaced_custom_object(
+                        "ome.io", "v1beta1", ref.namespace, "basemodels", ref.name
+                    )["metadata"]["uid"]
+                }
+            )
+            for ref in refs
+        ]
 
         flaky = FlakyApi(api_client.rest_client.request, seed=7)
         api_client.rest_client.request = flaky.request  # GET/PUT/PATCH... all go through it

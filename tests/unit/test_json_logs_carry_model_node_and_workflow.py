@@ -98,3 +98,14 @@ def test_an_exception_is_one_field_of_one_line(json_lines):
 )
 def test_model_and_node_are_read_back_from_our_workflow_ids(workflow_id, expected):
     assert model_and_node(workflow_id) == expected
+
+
+def test_libraries_that_log_credentials_at_debug_stay_at_info() -> None:
+    import io
+    import logging
+
+    from modelferry.commands.logs import CREDENTIAL_LOGGERS, setup_logging
+
+    setup_logging(level=logging.DEBUG, stream=io.StringIO(), forward_core_logs=False)
+    for name in CREDENTIAL_LOGGERS:
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name

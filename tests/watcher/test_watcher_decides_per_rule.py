@@ -203,13 +203,18 @@ def test_model_rule(row: Row) -> None:
 
 
 def test_apply_carries_the_revision_and_placement() -> None:
-    obj = model_obj(generation=7, annotations={"a": "b"}, node_selector={"gpu": "a100"}, disabled=True)
+    obj = model_obj(
+        generation=7,
+        annotations={"a": "b", "ome.io/skip-config-parsing": "true"},
+        node_selector={"gpu": "a100"},
+        disabled=True,
+    )
     [decision] = decide(ModelEvent(EventType.ADDED, BM, obj), Known())
     assert isinstance(decision, Apply)
     assert decision.ref == REF
     assert decision.revision.generation == 7
     assert decision.revision.uid == "uid-1"
-    assert decision.revision.annotations == {"a": "b"}
+    assert decision.revision.annotations == {"ome.io/skip-config-parsing": "true"}
     assert wire_spec(decision.revision.spec) == obj["spec"]  # typed, and OME's JSON on the wire
     obj["spec"]["storage"]["path"] = "/raid/models/elsewhere"  # later edits of the event do not leak
     assert (
@@ -275,3 +280,17 @@ def test_unremembered_decision_is_decided_again() -> None:
     first = decide(ModelEvent(EventType.ADDED, BM, model_obj()), known)
     status_write = decide(ModelEvent(EventType.MODIFIED, BM, model_obj(status={"state": "Creating"})), known)
     assert [type(d) for d in first] == [type(d) for d in status_write] == [Apply]
+
+
+def test_a_revision_carries_only_the_annotations_the_workflows_read():
+    big = '{"apiVersion": "ome.io/v1beta1", "spec": {' + '"x": 1, ' * 2000 + "}}"
+    obj = model_obj(
+        annotations={
+            "kubectl.kubernetes.io/last-applied-configuration": big,
+            "ome.io/skip-config-parsing": "true",
+            "team": "search",
+        }
+    )
+    [apply] = decide(ModelEvent(EventType.ADDED, BM, obj), Known())
+    assert isinstance(apply, Apply)
+    assert apply.revision.annotations == {"ome.io/skip-config-parsing": "true"}
