@@ -12,6 +12,9 @@ import signal
 import socket
 from pathlib import Path
 
+from modelferry.commands.logs import add_log_format_flag, log_format_override
+from modelferry.commands.watch import add_keep_versions_flag
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("controller", help="run the watcher and the control worker (the manager Deployment)")
@@ -19,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
     p.add_argument("--no-leader-election", action="store_true")
     p.add_argument("--resync-seconds", type=float, default=300.0)
+    add_keep_versions_flag(p)
+    add_log_format_flag(p)
     p.set_defaults(func=run)
 
 
@@ -26,15 +31,19 @@ def run(args: argparse.Namespace) -> int:
     from activities.kube import KubeClient
     from modelferry.admission import admission_policy
     from modelferry.commands.health import Health, serve_health
-    from modelferry.commands.runtime import build_control_worker, connect_temporal
+    from modelferry.commands.logs import setup_logging
+    from modelferry.commands.runtime import build_control_worker, connect_temporal, report_workflows_running
+    from modelferry.commands.tracing import configure_tracing
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
     from modelferry.settings import load_settings
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings(args.config)
+    overrides = {} if args.keep_versions is None else {"pipeline.keep_versions": args.keep_versions}
+    settings = load_settings(args.config, overrides={**overrides, **log_format_override(args)})
+    setup_logging(log_format=settings.log.format, level=logging.INFO)
+    configure_tracing(service_name="modelferry-controller")
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -74,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
         server = None
         if settings.health.port is not None:
             server = await serve_health(health, host=settings.health.bind_address, port=settings.health.port)
+        counting = asyncio.create_task(report_workflows_running(client, stop=stop), name="workflow counts")
         try:
             await asyncio.wait({watcher_task, worker_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.set()
+            counting.cancel()
             if server is not None:
                 server.close()
             if not worker_task.done():

@@ -10,7 +10,11 @@ import socket
 import sys
 from pathlib import Path
 
-from modelferry.commands.worker import add_verify_flags
+from modelferry.commands.logs import add_log_format_flag, log_format_override
+from modelferry.commands.watch import add_keep_versions_flag
+from modelferry.commands.worker import add_port_flag, add_verify_flags
+
+DEFAULT_PORT = 8080  # probes and /metrics, as a node worker's (OME's model agent's port)
 
 
 def _pvc(text: str) -> tuple[str, Path]:
@@ -92,18 +96,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--ready-timeout", type=float, default=300.0)
     add_verify_flags(p)  # the in-process node worker's continuous verification
+    add_keep_versions_flag(p)
+    add_port_flag(p)
+    add_log_format_flag(p)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from modelferry.commands.logs import setup_logging
+    from modelferry.commands.tracing import configure_tracing
     from modelferry.dev.stack import DevOptions, run_dev
     from modelferry.errors import ModelferryError
+    from modelferry.settings import load_settings
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_format = load_settings(overrides=log_format_override(args)).log.format  # flag, else env
+    setup_logging(log_format=log_format, level=logging.INFO if args.verbose else logging.WARNING)
+    configure_tracing(service_name="modelferry-dev")
+    port = DEFAULT_PORT if args.port is None else args.port
     opts = DevOptions(
         home=args.home,
         kube_port=args.kube_port,
@@ -120,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         verify_interval=args.verify_interval,
         deep_verify_interval=args.deep_verify_interval,
+        keep_versions=args.keep_versions,
+        port=None if port == "off" else port,
     )
 
     async def main() -> int:

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from modelferry.commands.logs import add_log_format_flag
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -34,7 +36,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--resync-seconds", type=float, default=300.0, help="re-check every object this often"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
+    add_log_format_flag(parser)
+    add_keep_versions_flag(parser)
     parser.set_defaults(func=run)
+
+
+def _keep_versions(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--keep-versions {text!r}: expected a whole number, 0 or more")
+    return value
+
+
+def add_keep_versions_flag(parser: argparse.ArgumentParser) -> None:
+    """`--keep-versions N` (setting `pipeline.keep_versions`): complete previous versions each node
+    keeps beside the serving one, for an instant rollback. Every watcher entry point has it."""
+    parser.add_argument(
+        "--keep-versions",
+        type=_keep_versions,
+        default=None,
+        metavar="N",
+        help="previous versions each node keeps for an instant rollback (default 1)",
+    )
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,6 +70,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "temporal.namespace": args.temporal_namespace,
         "kube.kubeconfig": args.kubeconfig,
         "kube.agent_namespace": args.agent_namespace,
+        "pipeline.keep_versions": args.keep_versions,
+        "log.format": getattr(args, "log_format", None),
     }
     return {key: value for key, value in pairs.items() if value is not None}
 
@@ -51,23 +79,23 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     # Imported here so other subcommands do not pay for Temporal or the Kubernetes client.
     import asyncio
-    import logging
     import os
     import signal
     import socket
 
     from modelferry.admission import admission_policy
+    from modelferry.commands.logs import setup_logging
     from modelferry.commands.runtime import connect_temporal
+    from modelferry.commands.tracing import configure_tracing
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
     from modelferry.settings import load_settings
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
 
-    logging.basicConfig(
-        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = load_settings(args.config, overrides=settings_overrides(args))
+    setup_logging(log_format=settings.log.format, level=str(args.log_level).upper())
+    configure_tracing(service_name="modelferry-watcher")
     identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
 
     async def main() -> int:

@@ -52,6 +52,8 @@ class DevOptions:
     nodes: int = 1  # simulated nodes, each with its own filesystem root and worker (embedded API only)
     verify_interval: float | None = None  # node.verify_interval (seconds); None: the default
     deep_verify_interval: float | None = None  # node.deep_verify_interval (seconds); None: the default
+    keep_versions: int | None = None  # pipeline.keep_versions; None: the default (1)
+    port: int | None = None  # probes and /metrics (`--port`, 8080 on the command line); None: none
 
 
 def crd_manifests() -> list[dict[str, Any]]:
@@ -109,6 +111,8 @@ def dev_settings(
         )
         if value is not None
     }
+    if opts.keep_versions is not None:
+        verify["pipeline.keep_versions"] = opts.keep_versions
     return load_settings(
         environ={},
         overrides={
@@ -249,11 +253,13 @@ async def _run_stack(
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
+    from modelferry.commands.health import bound_port
     from modelferry.commands.runtime import (
         build_control_worker,
         build_node_verifier,
         build_node_worker,
         connect_temporal,
+        report_workflows_running,
     )
     from modelferry.dev.example import example_resource
     from modelferry.kubeclient import load_api_client
@@ -309,12 +315,18 @@ async def _run_stack(
                 name="watcher",
             ),
         ]
+        server = await _serve_probes(opts, client=client, tasks=tasks)
+        if server is not None:
+            tasks.append(asyncio.create_task(_close_on_stop(server, stop), name="probes"))
+        tasks.append(asyncio.create_task(report_workflows_running(client, stop=stop), name="workflow counts"))
         _print_banner(
             opts,
             temporal=temporal,
             kubeconfig=kubeconfig,
             api_url=api.url if api is not None else f"the cluster of {kubeconfig}",
         )
+        if server is not None:
+            print(f"  metrics, probes  http://127.0.0.1:{bound_port(server)}/metrics", flush=True)
         applied: list[dict[str, Any]] = []
         if opts.example:
             applied.append(example_resource())
@@ -342,6 +354,32 @@ async def _run_stack(
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+
+
+async def _serve_probes(
+    opts: DevOptions, *, client: Any, tasks: list[asyncio.Task[Any]]
+) -> asyncio.Server | None:
+    """`/metrics` and the probes of the whole stack on `opts.port` (None: not served): every part
+    must keep running, each node's simulated filesystem must take a file, and Temporal answer."""
+    from modelferry.commands.health import Health, roots_writable, start_health_server
+
+    async def temporal_serving() -> None:
+        if not await client.service_client.check_health():
+            raise RuntimeError("Temporal's health check says it is not serving")
+
+    health = Health(
+        tasks={t.get_name(): t for t in tasks},
+        checks={"temporal": temporal_serving},
+        local_checks={"node roots": roots_writable([n.root for n in dev_nodes(opts)])},
+    )
+    return await start_health_server(health, host="127.0.0.1", port=opts.port, what="modelferry dev")
+
+
+async def _close_on_stop(server: asyncio.Server, stop: asyncio.Event) -> None:
+    try:
+        await stop.wait()
+    finally:
+        server.close()
 
 
 async def _prepare_existing_cluster(kube: Any, *, node: str, agent_namespace: str) -> None:
