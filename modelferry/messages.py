@@ -107,6 +107,7 @@ class NodeOutcome(_Message):
     metadata: dict[str, Any] | None = None  # parsed metadata (ModelMetadata by alias)
     version_id: str = ""  # the version directory storage.path points at (Ready outcomes)
     kept_versions: list[str] = Field(default_factory=list)  # complete older versions on disk
+    peer_url: str = ""  # where this node's worker serves its verified versions to peers ("" none)
 
 
 class PipelineOptions(_Message):
@@ -122,6 +123,8 @@ class PipelineOptions(_Message):
     download_heartbeat_seconds: float = 30.0  # heartbeats reach the server every 0.8 x this
     max_history_events: int = 5_000  # continue-as-new past this (well below Temporal's limits)
     keep_versions: int = 1  # complete previous versions kept on each node for an instant rollback
+    peer_delivery: bool = False  # nodes fetch from nodes that hold the version, not all from origin
+    peer_origin_fetchers: int = 1  # with peer delivery: nodes fetching a new version from the origin
 
 
 class PendingNodeWork(_Message):
@@ -276,6 +279,14 @@ class NodeWork(_Message):
         return model_storage_uri(self.ref.kind, self.spec)
 
 
+class PeerSource(_Message):
+    """A node whose worker serves a verified version to its peers."""
+
+    node: str
+    url: str  # the peer server's base URL (`peer.advertise_url` of that node's worker)
+    version_id: str
+
+
 class DownloadModelInput(NodeWork):
     # A fresh copy: fetch every byte again into a new version directory named
     # `<content version id>-<fresh_tag>`, ignoring what is on disk (admin `redownload`, repair).
@@ -284,6 +295,10 @@ class DownloadModelInput(NodeWork):
     # is taken from it after its size and digest check out. Needs `fresh_tag`.
     repair_from: str = ""
     damaged_files: list[str] = Field(default_factory=list)
+    # Peer delivery: fetch bytes from these nodes (tried in order per file; every byte checked
+    # against the origin listing's digests); a peer that is slow, gone or wrong is dropped and
+    # the bytes come from the next one, then from the origin.
+    peers: list[PeerSource] = Field(default_factory=list)
 
 
 class DownloadModelResult(_Result):
@@ -292,6 +307,9 @@ class DownloadModelResult(_Result):
     total_bytes: int
     bytes_transferred: int
     files: int
+    bytes_from_peers: dict[str, int] = Field(default_factory=dict)  # node -> bytes it fed
+    dropped_peers: dict[str, str] = Field(default_factory=dict)  # node -> why it was dropped
+    peer_url: str = ""  # this node's own peer server, if it serves peers
 
 
 class VerifyModelInput(NodeWork):
@@ -357,6 +375,7 @@ class NodeWorkflowInput(_Message):
     repair_from: str = ""  # DownloadModelInput.repair_from
     damaged_files: list[str] = Field(default_factory=list)
     version_id: str = ""  # ROLLBACK: the kept version to serve
+    peers: list[PeerSource] = Field(default_factory=list)  # DownloadModelInput.peers
     cause: str = ""  # why this node work runs, for the history and Events ("generation 3", "admin ...")
 
 

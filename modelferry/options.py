@@ -22,4 +22,6 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
         download_heartbeat_seconds=pipeline.download_heartbeat_seconds,
         max_history_events=pipeline.max_history_events,
         keep_versions=pipeline.keep_versions,
+        peer_delivery=settings.peer.enabled,
+        peer_origin_fetchers=settings.peer.origin_fetchers,
     )

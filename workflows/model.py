@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         NodeAction,
         NodeOutcome,
         NodeWorkflowInput,
+        PeerSource,
         PendingNodeWork,
         PipelineOptions,
         PlanPlacementInput,
@@ -102,11 +103,40 @@ class _NodeRun:
     action: NodeAction
     fingerprint: str
     serving: bool  # a verified version serves on the node meanwhile
+    peers: bool = False  # fetching from peers, not the origin
     cancelled: bool = False
 
     def cancel(self) -> None:
         self.cancelled = True
         self.task.cancel()
+
+
+@dataclass
+class _Spread:
+    """Peer delivery's plan for one pass: the nodes that can feed a version, and how many more
+    nodes may fetch it from the origin. Each node gets up to `_PEERS_PER_NODE` sources, rotated
+    so the load spreads over every holder."""
+
+    sources: list[PeerSource]
+    origin_slots: int
+    _given: int = 0
+
+    def sources_for(self, node: str) -> list[PeerSource]:
+        if not self.sources:
+            return []
+        start = self._given % len(self.sources)
+        self._given += 1
+        rotated = self.sources[start:] + self.sources[:start]
+        return [p for p in rotated if p.node != node][:_PEERS_PER_NODE]
+
+    def take_origin_slot(self) -> bool:
+        if self.origin_slots <= 0:
+            return False
+        self.origin_slots -= 1
+        return True
+
+
+_PEERS_PER_NODE = 3  # sources handed to one download (tried in order, then the origin)
 
 
 class AdminRequestRefused(ApplicationError):
@@ -147,6 +177,7 @@ class ModelWorkflow:
         self._doomed: ModelRevision | None = None  # the revision a delete request was about
         self._metadata: dict[str, dict[str, Any]] = dict(inp.metadata)  # by `_version_key`
         self._last_status_at = 0.0  # workflow time of the last status write (live loop)
+        self._awaiting_peers: set[str] = set()  # peer delivery: nodes waiting for a node to feed them
 
     # --- signals and queries ----------------------------------------------------------------
 
@@ -618,6 +649,8 @@ class ModelWorkflow:
             if node not in eligible or run.fingerprint != fingerprint or node in self._pending:
                 run.cancel()  # superseded: a new spec, lost eligibility, or an admin's request
         updates = []
+        spread = self._spread(fingerprint) if self._options.peer_delivery else None
+        self._awaiting_peers.clear()
         for node in sorted(eligible):
             if node in self._running:
                 continue
@@ -625,7 +658,15 @@ class ModelWorkflow:
             if pending is not None:
                 self._start(node, NodeAction(pending.action), fingerprint, pending=pending)
             elif self._wants_delivery(node, fingerprint, revision.generation):
+                peers: list[PeerSource] = []
+                if spread is not None:
+                    peers = spread.sources_for(node)
+                    if not peers and not spread.take_origin_slot():
+                        self._awaiting_peers.add(node)  # starts once a node holds the version
+                        continue
                 cause = self._cause(node, NodeAction.DELIVER)  # before the outcome says Updating
+                if peers:
+                    cause += f" (from peer(s) {', '.join(p.node for p in peers)})"
                 serving = self._serving(node)
                 if serving is None:
                     self._nodes[node] = NodeOutcome(
@@ -633,7 +674,7 @@ class ModelWorkflow:
                     )
                 elif serving.fingerprint != fingerprint:
                     updates.append(node)
-                self._start(node, NodeAction.DELIVER, fingerprint, cause=cause)
+                self._start(node, NodeAction.DELIVER, fingerprint, cause=cause, peers=peers)
         for node in sorted(self._nodes):
             if node not in eligible and node not in self._running:
                 self._start(node, NodeAction.REMOVE, fingerprint, node_exists=node in existing)
@@ -646,6 +687,24 @@ class ModelWorkflow:
                 message=f"generation {revision.generation} changes the model's files: fetching the new "
                 f"version beside the serving one on {len(updates)} node(s)",
             )
+
+    def _spread(self, fingerprint: str) -> _Spread:
+        """Who may fetch this fingerprint's version from the origin now, and who can feed peers."""
+        sources = [
+            PeerSource(node=node, url=outcome.peer_url, version_id=outcome.version_id)
+            for node, outcome in sorted(self._nodes.items())
+            if outcome.state == NodeModelStatus.READY
+            and outcome.fingerprint == fingerprint
+            and outcome.peer_url
+            and outcome.version_id
+            and node not in self._update_failures
+        ]
+        from_origin = sum(
+            1
+            for run in self._running.values()
+            if run.action == NodeAction.DELIVER and run.fingerprint == fingerprint and not run.peers
+        )
+        return _Spread(sources=sources, origin_slots=max(0, self._options.peer_origin_fetchers - from_origin))
 
     def _cause(self, node: str, action: NodeAction) -> str:
         revision = self._revision
@@ -667,6 +726,7 @@ class ModelWorkflow:
         node_exists: bool = True,
         pending: PendingNodeWork | None = None,
         cause: str = "",
+        peers: list[PeerSource] | None = None,
     ) -> None:
         revision = self._revision
         assert revision is not None
@@ -685,11 +745,12 @@ class ModelWorkflow:
             repair_from=pending.repair_from if pending else "",
             damaged_files=list(pending.damaged_files) if pending else [],
             version_id=pending.version_id if pending else "",
+            peers=list(peers or []),
             cause=cause,
         )
         task = asyncio.ensure_future(self._run_node_input(inp, summary=f"{action.value} on {node}: {cause}"))
         self._running[node] = _NodeRun(
-            task=task, action=action, fingerprint=fingerprint, serving=serving is not None
+            task=task, action=action, fingerprint=fingerprint, serving=serving is not None, peers=bool(peers)
         )
 
     async def _run_node_input(self, inp: NodeWorkflowInput, *, summary: str) -> NodeOutcome:
@@ -725,6 +786,8 @@ class ModelWorkflow:
                 continue
             outcome = run.task.result()
             self._status_due = True
+            if self._awaiting_peers:
+                self._dirty = True  # a new holder can feed them, or an origin slot came free
             if outcome.state == NodeModelStatus.DELETED:
                 self._nodes.pop(node, None)
                 self._update_failures.pop(node, None)
@@ -942,7 +1005,8 @@ class ModelWorkflow:
             deleting=deleting,
             updating=[
                 n for n, run in self._running.items() if run.serving and run.action != NodeAction.REMOVE
-            ],
+            ]
+            + sorted(self._awaiting_peers),  # Ready nodes waiting for a peer are updating too
             update_failures=self._update_failures,
         )
         if refused is not None and not deleting:

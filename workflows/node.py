@@ -200,6 +200,7 @@ class NodeWorkflow:
                         fresh_tag=inp.fresh_tag,
                         repair_from=inp.repair_from,
                         damaged_files=inp.damaged_files,
+                        peers=inp.peers,
                     ),
                     task_queue=queue,
                     schedule_to_start_timeout=schedule_to_start,
@@ -283,6 +284,13 @@ class NodeWorkflow:
         )
         reason = "Repaired" if inp.repair_from else "Redownloaded" if inp.fresh_tag else "Downloaded"
         message = f"{downloaded.files} file(s), {downloaded.total_bytes} bytes verified"
+        if downloaded.bytes_from_peers:
+            fed = ", ".join(f"{n} {b} bytes" for n, b in sorted(downloaded.bytes_from_peers.items()))
+            message += f"; fed by {fed}"
+        if downloaded.dropped_peers:
+            message += "; dropped " + ", ".join(
+                f"{n} ({why})" for n, why in sorted(downloaded.dropped_peers.items())
+            )
         if inp.repair_from:
             fetched = downloaded.bytes_transferred
             message += f"; {len(inp.damaged_files)} damaged file(s) fetched again ({fetched} bytes)"
@@ -300,6 +308,7 @@ class NodeWorkflow:
             fingerprint=fingerprint,
             metadata=parsed.metadata,
             version_id=activated.version_id,
+            peer_url=downloaded.peer_url,
             # A repaired version stays on disk until pruned, but is never a rollback target.
             kept_versions=[v for v in activated.kept if v != inp.repair_from],
         )

@@ -25,6 +25,8 @@ PIPELINE = [
     ("pipeline.failed_node_retry_seconds", 90.0, "failed_node_retry_seconds"),
     ("pipeline.max_history_events", 800, "max_history_events"),
     ("pipeline.keep_versions", 3, "keep_versions"),
+    ("peer.enabled", True, "peer_delivery"),
+    ("peer.origin_fetchers", 2, "peer_origin_fetchers"),
 ]
 
 

@@ -465,3 +465,51 @@ async def test_a_resource_recreated_under_its_name_gets_a_fresh_delivery(tempora
         nodes = await nodes_are(fresh, {"n1": ("Ready", "two")})
         assert nodes["n1"].generation == 1
         await finish(fresh)
+
+
+class PeerStandIns(VersionedStandIns):
+    """Downloads report the node's peer server and, when given peers, that the first one fed them."""
+
+    def node(self, name: str) -> list:
+        @activity.defn(name="download_model")
+        def download_model(inp: DownloadModelInput) -> DownloadModelResult:
+            self.download_inputs.append(inp)
+            uri = inp.spec.storage.storage_uri
+            if uri in self.broken and not inp.peers:
+                raise ApplicationError(f"{uri}: origin unreachable", type="SourceUnavailableError")
+            fed = {inp.peers[0].node: 100} if inp.peers else {}
+            return DownloadModelResult(
+                revision=uri,
+                version_id=uri.rsplit("/", 1)[-1],
+                total_bytes=100,
+                bytes_transferred=100,
+                files=10,
+                bytes_from_peers=fed,
+                peer_url=f"http://{name}.peers:8090",
+            )
+
+        return [download_model] + [a for a in super().node(name) if a.__name__ != "download_model"]
+
+
+async def test_peer_delivery_fetches_once_from_the_origin_and_spreads_from_nodes(temporal):
+    client = await connect(temporal)
+    nodes = ["n1", "n2", "n3", "n4"]
+    stand_ins = PeerStandIns(nodes=nodes)
+    ref = new_ref("peers")
+    async with workers(client, stand_ins):
+        handle = await start(client, ref, peer_delivery=True, peer_origin_fetchers=1)
+        ready = await nodes_are(handle, {n: ("Ready", "one") for n in nodes})
+        from_origin = [i for i in stand_ins.download_inputs if not i.peers]
+        assert len(from_origin) == 1, "one node fetches from the origin, the others from it"
+        first = from_origin[0].node
+        fed = [i for i in stand_ins.download_inputs if i.peers]
+        assert sorted(i.node for i in fed) == sorted(n for n in nodes if n != first)
+        assert all(first in [p.node for p in i.peers] for i in fed)
+        assert all(i.node not in [p.node for p in i.peers] for i in fed), "a node never feeds itself"
+        assert all(
+            p.url == f"http://{p.node}.peers:8090" and p.version_id == "one" for i in fed for p in i.peers
+        )
+        # which node fed which is in the outcome (and the history)
+        assert any("fed by" in ready[n].message for n in nodes if n != first)
+        await finish(handle)
+    await replays(client, handle, record_as="model_workflow_peer_delivery.json")
