@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from modelferry.lifecycle import delivery_fingerprint, spec_metadata
     from modelferry.messages import (
         ActivateModelVersionInput,
+        ActivateModelVersionResult,
         DownloadModelInput,
         EnsureNodeWorkerInput,
         NodeAction,
@@ -186,7 +188,7 @@ class NodeWorkflow:
         if reports:
             beside = f" beside serving version {serving.version_id or serving.revision}" if serving else ""
             await self._event(inp, "DownloadStarted", f"fetching{beside}: {inp.cause or 'delivery'}")
-        work = {"ref": inp.ref, "spec": spec, "node": inp.node}
+        work = self._work(inp)
         progress: asyncio.Task[object] | None = None
         try:
             queue = await self._ensure_worker(inp)
@@ -210,40 +212,13 @@ class NodeWorkflow:
                     summary=_download_summary(inp),
                 )
                 version = downloaded.version_id
-                await workflow.execute_activity_method(
-                    FilesActivities.verify_model,
-                    VerifyModelInput(**work, version_id=version),
-                    task_queue=queue,
-                    schedule_to_start_timeout=schedule_to_start,
-                    start_to_close_timeout=VERIFY_TIMEOUT,
-                    heartbeat_timeout=VERIFY_HEARTBEAT,
-                    retry_policy=NODE_LOCAL_RETRY,
-                    summary=f"verify every byte of {version}",
-                )
+                await self._verify(inp, queue, version, summary=f"verify every byte of {version}")
             finally:
                 await self._stop_progress(progress)
-            activated = await workflow.execute_activity_method(
-                FilesActivities.activate_model_version,
-                ActivateModelVersionInput(
-                    **work, version_id=version, keep_previous=inp.options.keep_versions
-                ),
-                task_queue=queue,
-                schedule_to_start_timeout=schedule_to_start,
-                start_to_close_timeout=FILES_TIMEOUT,
-                retry_policy=NODE_LOCAL_RETRY,
-                summary=f"serve {version} at {spec.storage.path}",
+            activated = await self._activate(
+                inp, queue, version, summary=f"serve {version} at {spec.storage.path}"
             )
-            if skip_config_parsing(inp.revision.annotations):
-                parsed = ParseModelResult(metadata=spec_metadata(spec), skipped=True)
-            else:
-                parsed = await workflow.execute_activity_method(
-                    ParseActivities.parse_model,
-                    ParseModelInput(**work, version_id=version),
-                    task_queue=queue,
-                    schedule_to_start_timeout=schedule_to_start,
-                    start_to_close_timeout=PARSE_TIMEOUT,
-                    retry_policy=NODE_LOCAL_RETRY,
-                )
+            parsed = await self._parse(inp, queue, version)
         except ActivityError as err:
             if _cancelled(err):
                 raise
@@ -313,47 +288,67 @@ class NodeWorkflow:
             kept_versions=[v for v in activated.kept if v != inp.repair_from],
         )
 
+    # --- the steps after a download, shared by a delivery and a rollback --------------------------
+
+    @staticmethod
+    def _work(inp: NodeWorkflowInput) -> dict[str, Any]:
+        return {"ref": inp.ref, "spec": inp.revision.spec, "node": inp.node}
+
+    async def _verify(self, inp: NodeWorkflowInput, queue: str, version: str, *, summary: str) -> None:
+        await workflow.execute_activity_method(
+            FilesActivities.verify_model,
+            VerifyModelInput(**self._work(inp), version_id=version),
+            task_queue=queue,
+            schedule_to_start_timeout=timedelta(seconds=inp.options.node_schedule_to_start_seconds),
+            start_to_close_timeout=VERIFY_TIMEOUT,
+            heartbeat_timeout=VERIFY_HEARTBEAT,
+            retry_policy=NODE_LOCAL_RETRY,
+            summary=summary,
+        )
+
+    async def _activate(
+        self, inp: NodeWorkflowInput, queue: str, version: str, *, summary: str
+    ) -> ActivateModelVersionResult:
+        return await workflow.execute_activity_method(
+            FilesActivities.activate_model_version,
+            ActivateModelVersionInput(
+                **self._work(inp), version_id=version, keep_previous=inp.options.keep_versions
+            ),
+            task_queue=queue,
+            schedule_to_start_timeout=timedelta(seconds=inp.options.node_schedule_to_start_seconds),
+            start_to_close_timeout=FILES_TIMEOUT,
+            retry_policy=NODE_LOCAL_RETRY,
+            summary=summary,
+        )
+
+    async def _parse(self, inp: NodeWorkflowInput, queue: str, version: str) -> ParseModelResult:
+        spec = inp.revision.spec
+        assert spec is not None
+        if skip_config_parsing(inp.revision.annotations):
+            return ParseModelResult(metadata=spec_metadata(spec), skipped=True)
+        return await workflow.execute_activity_method(
+            ParseActivities.parse_model,
+            ParseModelInput(**self._work(inp), version_id=version),
+            task_queue=queue,
+            schedule_to_start_timeout=timedelta(seconds=inp.options.node_schedule_to_start_seconds),
+            start_to_close_timeout=PARSE_TIMEOUT,
+            retry_policy=NODE_LOCAL_RETRY,
+        )
+
     async def _rollback(self, inp: NodeWorkflowInput) -> NodeOutcome:
         """Serve a kept version again: verify every byte of it, swap the link, parse it."""
         spec = inp.revision.spec
         assert spec is not None, "a rollback always carries the current spec"
-        schedule_to_start = timedelta(seconds=inp.options.node_schedule_to_start_seconds)
-        work = {"ref": inp.ref, "spec": spec, "node": inp.node}
         version = inp.version_id
         try:
             queue = await self._ensure_worker(inp)
-            await workflow.execute_activity_method(
-                FilesActivities.verify_model,
-                VerifyModelInput(**work, version_id=version),
-                task_queue=queue,
-                schedule_to_start_timeout=schedule_to_start,
-                start_to_close_timeout=VERIFY_TIMEOUT,
-                heartbeat_timeout=VERIFY_HEARTBEAT,
-                retry_policy=NODE_LOCAL_RETRY,
-                summary=f"verify kept version {version} before serving it",
+            await self._verify(
+                inp, queue, version, summary=f"verify kept version {version} before serving it"
             )
-            activated = await workflow.execute_activity_method(
-                FilesActivities.activate_model_version,
-                ActivateModelVersionInput(
-                    **work, version_id=version, keep_previous=inp.options.keep_versions
-                ),
-                task_queue=queue,
-                schedule_to_start_timeout=schedule_to_start,
-                start_to_close_timeout=FILES_TIMEOUT,
-                retry_policy=NODE_LOCAL_RETRY,
-                summary=f"roll back: serve {version} at {spec.storage.path}",
+            activated = await self._activate(
+                inp, queue, version, summary=f"roll back: serve {version} at {spec.storage.path}"
             )
-            if skip_config_parsing(inp.revision.annotations):
-                parsed = ParseModelResult(metadata=spec_metadata(spec), skipped=True)
-            else:
-                parsed = await workflow.execute_activity_method(
-                    ParseActivities.parse_model,
-                    ParseModelInput(**work, version_id=version),
-                    task_queue=queue,
-                    schedule_to_start_timeout=schedule_to_start,
-                    start_to_close_timeout=PARSE_TIMEOUT,
-                    retry_policy=NODE_LOCAL_RETRY,
-                )
+            parsed = await self._parse(inp, queue, version)
         except ActivityError as err:
             if _cancelled(err):
                 raise
