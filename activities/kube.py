@@ -249,6 +249,15 @@ class KubeClient:
             )
         )
 
+    def list_configmaps(self, namespace: str, *, label_selector: str) -> list[dict[str, Any]]:
+        listing = self._call(
+            f"list configmaps {namespace} ({label_selector})",
+            self._core.list_namespaced_config_map,
+            namespace,
+            label_selector=label_selector,
+        )
+        return [self._plain(item) for item in listing.items or []]
+
     def create_configmap(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         what = f"create configmap {namespace}/{body.get('metadata', {}).get('name')}"
         return self._plain(self._call(what, self._core.create_namespaced_config_map, namespace, dict(body)))

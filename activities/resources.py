@@ -9,6 +9,12 @@ Identity is the uid, not the name: a resource deleted and re-created under the s
 another model, and a workflow still cleaning up the old one must not write the new one's status,
 spec or finalizer. Every read here treats an object with another uid as gone.
 
+When OME's own manager runs too (`kube.ome_manager`; `auto` detects it by OME's finalizer on the
+model), it owns `state`, `nodesReady` and `nodesFailed` and we write only `conditions` and
+`observedGeneration` (`modelstatus.split_status` says why). Its status writes drop those two, so
+after a write the activity gives OME a moment to catch up with our node reports and writes ours
+again if OME's write dropped them; once OME's fields match, a repeat writes nothing.
+
 Parsed metadata refreshes the spec fields the parser wrote before (recorded, with their values, in
 the `modelferry.io/parsed-fields` annotation) and fills empty ones; a field a user set is never
 overwritten (`lifecycle.refresh_parsed_fields`)."""
@@ -16,6 +22,8 @@ overwritten (`lifecycle.refresh_parsed_fields`)."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,11 +47,21 @@ from modelferry.messages import (
     WriteSpecMetadataInput,
     WriteSpecMetadataResult,
 )
-from modelferry.modelstatus import merge_transition_times, observed_generation, status_changed
-from modelferry.names import FINALIZER, PARSED_FIELDS_ANNOTATION
+from modelferry.modelstatus import (
+    merge_transition_times,
+    observed_generation,
+    ome_caught_up,
+    split_status,
+    status_changed,
+)
+from modelferry.names import FINALIZER, OME_FINALIZERS, PARSED_FIELDS_ANNOTATION, OmeManager
 from modelferry.placement import evaluate_placement
 
 _CONFLICT_ATTEMPTS = 10  # optimistic-concurrency loop: re-read and re-apply on 409
+# Beside OME's manager: how long a status write waits for OME to catch up with our node reports
+# (OME reacts to a ConfigMap change in well under a second), in this many looks.
+OME_SETTLE_SECONDS = 1.5
+_OME_SETTLE_LOOKS = 5
 
 
 def _parsed_fields_record(meta: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +73,29 @@ def _parsed_fields_record(meta: dict[str, Any]) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
+def ome_manager_present(setting: OmeManager, obj: Mapping[str, Any]) -> bool:
+    """Whether OME's manager reconciles this model: as set, or (auto) whether its finalizer is on
+    it. OME adds that finalizer on its first reconcile of every BaseModel and ClusterBaseModel, and
+    nothing else does; it needs no permission beyond the read of the model we make anyway."""
+    if setting is not OmeManager.AUTO:
+        return setting is OmeManager.PRESENT
+    finalizers = (obj.get("metadata") or {}).get("finalizers") or []
+    return any(f in OME_FINALIZERS for f in finalizers)
+
+
 class ResourceActivities:
-    def __init__(self, *, kube: KubeClient) -> None:
+    def __init__(
+        self,
+        *,
+        kube: KubeClient,
+        ome_manager: OmeManager = OmeManager.AUTO,
+        ome_settle_seconds: float = OME_SETTLE_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._kube = kube
+        self._ome_manager = ome_manager
+        self._ome_settle = ome_settle_seconds
+        self._sleep = sleep
 
     def _get_own(self, ref: ModelRef) -> dict[str, Any]:
         """The resource, if it is still this model: another uid under the name is another model
@@ -158,23 +196,35 @@ class ResourceActivities:
     @activity.defn(name="write_model_status")
     @typed_failures
     def write_model_status(self, inp: WriteModelStatusInput) -> WriteModelStatusResult:
-        try:
-            current = self._get_own(inp.ref).get("status")
-        except KubeNotFoundError:
-            return WriteModelStatusResult(written=False)
         generation = observed_generation(inp.status) if inp.generation is None else inp.generation
-        if observed_generation(current) > generation:
-            # The status already describes a newer generation: never go back (a write that was
-            # delayed, retried or replayed must not undo what a later one said).
-            activity.logger.info(
-                "%s: status for generation %d not written, it already describes generation %d",
-                inp.ref.display(),
-                generation,
-                observed_generation(current),
-            )
-            return WriteModelStatusResult(written=False)
-        if not status_changed(current, inp.status):
-            return WriteModelStatusResult(written=False)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self._kube.patch_model_status(inp.ref, merge_transition_times(current, inp.status, now=now))
-        return WriteModelStatusResult(written=True)
+        written = False
+        for look in range(_OME_SETTLE_LOOKS + 1):
+            try:
+                obj = self._get_own(inp.ref)
+            except KubeNotFoundError:
+                return WriteModelStatusResult(written=written)
+            current = obj.get("status")
+            if observed_generation(current) > generation:
+                # The status already describes a newer generation: never go back (a write that was
+                # delayed, retried or replayed must not undo what a later one said).
+                activity.logger.info(
+                    "%s: status for generation %d not written, it already describes generation %d",
+                    inp.ref.display(),
+                    generation,
+                    observed_generation(current),
+                )
+                return WriteModelStatusResult(written=written)
+            ome_present = ome_manager_present(self._ome_manager, obj)
+            ours = split_status(inp.status, ome_present=ome_present, current=current)
+            if status_changed(current, ours):
+                now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                current = self._kube.patch_model_status(
+                    inp.ref, merge_transition_times(current, ours, now=now)
+                ).get("status")
+                written = True
+            if not ome_present or ome_caught_up(current, inp.status) or look == _OME_SETTLE_LOOKS:
+                return WriteModelStatusResult(written=written)
+            # OME has yet to write what our node reports say, and its write will drop our fields:
+            # look again shortly, and write ours again if it did.
+            self._sleep(self._ome_settle / _OME_SETTLE_LOOKS)
+        return WriteModelStatusResult(written=written)

@@ -197,3 +197,63 @@ def merge_transition_times(
         stamp = old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else None
         conditions.append({**cond, "lastTransitionTime": stamp or now})
     return {**desired, "conditions": conditions}
+
+
+# --- beside OME's manager --------------------------------------------------------------------
+#
+# OME's BaseModel controller (pkg/controller/v1beta1/basemodel/controller.go) recomputes three
+# status fields from the node ConfigMaps on every reconcile and writes them whenever they differ
+# from what the resource shows: `nodesReady` and `nodesFailed` (sorted node names whose OME-format
+# entry is Ready / Failed) and `state` (Ready if any node is Ready, else Failed if any failed, else
+# In_Transit). It writes with a status Update of its Go struct, which knows only `lifecycle`,
+# `state`, `nodesReady` and `nodesFailed`: every field it does not know (our `conditions` and
+# `observedGeneration`) is dropped by that write. If both of us wrote the three fields, each would
+# rewrite the other's values (Creating vs In_Transit; a node updating beside its serving version is
+# Ready to us and out of nodesReady to OME) on every change.
+#
+# So with OME present each field has one writer: OME owns `state`, `nodesReady` and `nodesFailed`
+# (computed from the entries we write, so they still follow our nodes), modelferry owns
+# `conditions` and `observedGeneration`. `state` is the one exception, written once when the
+# resource has none yet, because the CRDs require it; then with the value OME itself computes.
+
+OME_OWNED_FIELDS = ("state", "nodesReady", "nodesFailed")
+OME_STATE_IN_TRANSIT = ModelState.IN_TRANSIT.value
+
+
+def ome_view(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The three fields as OME's controller computes them from the same node reports: the nodes
+    Ready and Failed, sorted, and `calculateLifecycleState`'s state. Empty lists are left out as
+    Go's omitempty leaves them out."""
+    ready = sorted((status or {}).get("nodesReady") or [])
+    failed = sorted((status or {}).get("nodesFailed") or [])
+    state = STATE_READY if ready else STATE_FAILED if failed else OME_STATE_IN_TRANSIT
+    out: dict[str, Any] = {"state": state}
+    if ready:
+        out["nodesReady"] = ready
+    if failed:
+        out["nodesFailed"] = failed
+    return out
+
+
+def ome_fields(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The three OME-owned fields as a status shows them, empties left out (to compare)."""
+    return {k: v for k in OME_OWNED_FIELDS if (v := (status or {}).get(k))}
+
+
+def split_status(
+    desired: Mapping[str, Any], *, ome_present: bool, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What modelferry writes of `desired`: all of it without OME's manager; beside it only the
+    fields OME does not own (plus `state`, as OME would compute it, when the resource has none)."""
+    if not ome_present:
+        return dict(desired)
+    out = {k: v for k, v in desired.items() if k not in OME_OWNED_FIELDS}
+    if not (current or {}).get("state"):
+        out["state"] = ome_view(desired)["state"]
+    return out
+
+
+def ome_caught_up(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """True when OME's fields already say what OME will compute from our node reports, so OME has
+    nothing left to write (and nothing of ours left to drop)."""
+    return ome_fields(current) == ome_view(desired)

@@ -64,6 +64,25 @@ NODE_WORKER_LABEL = "modelferry.io/node-worker"
 # `modelferry plan` can measure the free space a real node would report.
 DEV_NODE_INDEX_LABEL = "modelferry.io/dev-node-index"
 DEV_NODE_ROOT_ANNOTATION = "modelferry.io/dev-node-root"
+# OME's BaseModel controller adds these finalizers to every model it reconciles
+# (pkg/constants/constants.go): seeing one on a model means OME's manager runs beside us.
+OME_FINALIZERS = ("basemodels.ome.io/finalizer", "clusterbasemodels.ome.io/finalizer")
+# A node's report overflow ConfigMaps (`nodestatus`): the label selects them by node (a label value
+# stops at 63 characters, so a longer node name is shortened), the annotation holds the full name.
+OVERFLOW_OF_LABEL = "modelferry.io/node-report-overflow-of"
+NODE_ANNOTATION = "modelferry.io/node"
+
+
+class OmeManager(StrEnum):
+    """Whether OME's own manager (its BaseModel controller) also runs in the cluster.
+
+    With OME present it owns `status.state`, `nodesReady` and `nodesFailed` (it recomputes them
+    from the node ConfigMaps on every reconcile) and modelferry writes only `conditions` and
+    `observedGeneration` (`modelstatus.split_status`)."""
+
+    AUTO = "auto"  # present when OME's finalizer is on the model: its manager reconciles it
+    PRESENT = "present"
+    ABSENT = "absent"
 
 
 def node_label_key(model_uid: str) -> str:
@@ -183,6 +202,38 @@ def ome_configmap_key(*, kind: ModelKind | str, namespace: str | None, name: str
     if scope is None:
         return _ome_cluster_scoped(name, limit=CONFIGMAP_KEY_MAX)
     return _ome_namespaced(scope, name, limit=CONFIGMAP_KEY_MAX)
+
+
+def _label_safe(value: str, limit: int) -> str:
+    """`_ome_shorten`, then no `-` or `.` right after the hash: a DNS label starts alphanumeric."""
+    short = _ome_shorten(value, limit)
+    if short == value or len(short) <= _OME_HASH_CHARS:
+        return short
+    head, tail = short[:_OME_HASH_CHARS], short[_OME_HASH_CHARS + 1 :].lstrip("-.")
+    return f"{head}-{tail}" if tail else head
+
+
+_LABEL_VALUE_MAX = 63
+_OBJECT_NAME_MAX = 253  # a ConfigMap's name is a DNS subdomain
+_OVERFLOW_SUFFIX = ".modelferry-{index}"
+
+
+def overflow_label_value(node: str) -> str:
+    """The node's name as a label value: itself up to 63 characters, else shortened as OME shortens."""
+    return _label_safe(node, _LABEL_VALUE_MAX)
+
+
+def overflow_configmap_name(node: str, index: int) -> str:
+    """The `index`th (2, 3, ...) ConfigMap of a node's report, after the one named after the node:
+    `<node>.modelferry-<index>`, the node's part shortened to keep the name within 253.
+
+    Not `<node>-2`: `worker` and `worker-2` are both common node names, and OME reads the
+    ConfigMap named after a node as that node's report. A node named `x.modelferry-2` would
+    collide; the writer then skips the name (it lacks our node annotation)."""
+    if index < 2:
+        raise ValueError("overflow ConfigMaps are numbered from 2; the first is the node's own")
+    suffix = _OVERFLOW_SUFFIX.format(index=index)
+    return _label_safe(node, _OBJECT_NAME_MAX - len(suffix)) + suffix
 
 
 # --- Temporal ---------------------------------------------------------------------------------

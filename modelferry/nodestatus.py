@@ -34,6 +34,7 @@ from modelferry.messages import ModelRef, NodeProgress
 from modelferry.names import (
     CONFIGMAP_KEY_MAX,
     CONFIGMAP_STATUS_LABEL,
+    NODE_ANNOTATION,
     ModelKind,
     ReportFormat,
     configmap_key,
@@ -43,7 +44,15 @@ from modelferry.names import (
 )
 from modelferry.spec.status import NodeModelStatus
 
-__all__ = ["NodeModelStatus", "ReportFormat", "entry_key", "entry_value", "ome_entry_key", "ome_entry_value"]
+__all__ = [
+    "NodeModelStatus",
+    "ReportFormat",
+    "entry_key",
+    "entry_keys",
+    "entry_value",
+    "ome_entry_key",
+    "ome_entry_value",
+]
 
 _INT32_MAX = 2**31 - 1
 _UINT32_MAX = 2**32 - 1
@@ -206,14 +215,14 @@ def ome_entry_value(
     return json.dumps(body, separators=(",", ":"))
 
 
-def _entry_keys(ref: ModelRef) -> list[str]:
+def entry_keys(ref: ModelRef) -> list[str]:
     """Every key this model's entry may have, documented first."""
     ome = ome_entry_key(ref)
     return [entry_key(ref)] + ([ome] if ome is not None else [])
 
 
 def _recorded_config(data: Mapping[str, str], ref: ModelRef) -> dict[str, Any] | None:
-    for key in _entry_keys(ref):
+    for key in entry_keys(ref):
         try:
             previous = json.loads(data[key]).get("config")
         except (KeyError, ValueError, AttributeError):
@@ -252,7 +261,7 @@ def with_entry(
 
 def entry_status(data: Mapping[str, str] | None, *, ref: ModelRef) -> str | None:
     """The status this model's entry records, whichever format holds it; None without an entry."""
-    for key in _entry_keys(ref):
+    for key in entry_keys(ref):
         try:
             status = json.loads((data or {})[key]).get("status")
         except (KeyError, ValueError, AttributeError):
@@ -282,13 +291,20 @@ def with_progress(
 def without_entry(data: Mapping[str, str] | None, *, ref: ModelRef) -> dict[str, str]:
     """The ConfigMap data without this model's entry, in every format."""
     out = dict(data or {})
-    for key in _entry_keys(ref):
+    for key in entry_keys(ref):
         out.pop(key, None)
     return out
 
 
 def configmap_labels() -> dict[str, str]:
     return {CONFIGMAP_STATUS_LABEL: "true"}
+
+
+def report_node(configmap: Mapping[str, Any]) -> str:
+    """The node a report ConfigMap speaks for: its own name, or for an overflow ConfigMap
+    (`modelferry.reportsplit`) the node its annotation names."""
+    meta = configmap.get("metadata") or {}
+    return str((meta.get("annotations") or {}).get(NODE_ANNOTATION) or meta.get("name", ""))
 
 
 def _label_value(status: NodeModelStatus | None) -> str | None:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from modelferry.messages import ModelRef, NodeOutcome, NodeProgress
 from modelferry.modelarg import short_name
 from modelferry.names import ModelKind
-from modelferry.nodestatus import entry_key, ome_entry_key
+from modelferry.nodestatus import entry_key, ome_entry_key, report_node
 
 BAR_WIDTH = 20
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -97,12 +97,13 @@ class NodeLine:
 def progress_from_configmaps(
     ref: ModelRef, configmaps: Iterable[Mapping[str, Any]]
 ) -> dict[str, NodeProgress]:
-    """node name (the ConfigMap's name) → the model entry's `progress`, in whichever report format
-    carries one; entries without it, or unreadable, are left out."""
+    """node name (the ConfigMap's name, or the node an overflow ConfigMap names) → the model
+    entry's `progress`, in whichever report format carries one; entries without it, or
+    unreadable, are left out."""
     keys = [k for k in (entry_key(ref), ome_entry_key(ref)) if k]
     out: dict[str, NodeProgress] = {}
     for cm in configmaps:
-        node = str((cm.get("metadata") or {}).get("name", ""))
+        node = report_node(cm)
         data = cm.get("data") or {}
         for key in keys:
             try:
