@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "status",
     "history",
     "admin",  # redownload, rollback, retry
+    "config",  # config show
 )
 
 # One-shot commands that end right after a Temporal client call. The SDK's Rust threads can call

@@ -66,7 +66,7 @@ def observability_args(settings: Settings) -> list[str]:
     """Where the Job's worker serves probes and /metrics, and how it logs: the controller's
     `health` and `log` settings, as flags (a Job reads no config file)."""
     port = settings.health.worker_port
-    args = ["--log-format", settings.log.format.value]
+    args = ["--log-format", settings.log.format.value, "--log-level", settings.log.level.value]
     if port is None:
         return [*args, "--port", "off"]
     return [*args, "--port", str(port), "--bind-address", settings.health.bind_address]

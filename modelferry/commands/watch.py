@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from modelferry.commands.logs import add_log_format_flag
+from modelferry.commands.settingflags import add_agent_flags, add_temporal_flags, flag_overrides
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,17 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
     )
-    parser.add_argument("--temporal-address", default=None, help="host:port of the Temporal frontend")
-    parser.add_argument("--temporal-namespace", default=None, help="Temporal namespace")
-    parser.add_argument(
-        "--agent-namespace", default=None, help="namespace of the leader Lease (default: ome)"
-    )
+    add_temporal_flags(parser)
+    add_agent_flags(parser, node_label_retry="absent")  # --namespace, --models-root-dir, --log-level
     parser.add_argument("--no-leader-election", action="store_true", help="act without holding the Lease")
     parser.add_argument("--identity", default=None, help="name in the Lease (default: POD_NAME or hostname)")
     parser.add_argument(
         "--resync-seconds", type=float, default=300.0, help="re-check every object this often"
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
     add_log_format_flag(parser)
     add_keep_versions_flag(parser)
     parser.set_defaults(func=run)
@@ -65,15 +62,8 @@ def add_keep_versions_flag(parser: argparse.ArgumentParser) -> None:
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that were given, as `load_settings` overrides."""
-    pairs = {
-        "temporal.address": args.temporal_address,
-        "temporal.namespace": args.temporal_namespace,
-        "kube.kubeconfig": args.kubeconfig,
-        "kube.agent_namespace": args.agent_namespace,
-        "pipeline.keep_versions": args.keep_versions,
-        "log.format": getattr(args, "log_format", None),
-    }
-    return {key: value for key, value in pairs.items() if value is not None}
+    pairs = {"kube.kubeconfig": args.kubeconfig, "pipeline.keep_versions": args.keep_versions}
+    return {**flag_overrides(args), **{key: value for key, value in pairs.items() if value is not None}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from watcher.temporal import TemporalGateway
 
     settings = load_settings(args.config, overrides=settings_overrides(args))
-    setup_logging(log_format=settings.log.format, level=str(args.log_level).upper())
+    setup_logging(log_format=settings.log.format, level=settings.log.level.logging_level())
     configure_tracing(service_name="modelferry-watcher")
     identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
 

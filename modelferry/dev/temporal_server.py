@@ -77,6 +77,15 @@ def find_temporal_binary() -> str:
     return found
 
 
+class PortInUseError(RuntimeError):
+    """A port the server was told to use answers already (another Temporal, an earlier `dev`)."""
+
+    def __init__(self, *, port: int, flag: str) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is already in use")
+        self.port = port
+        self.flag = flag  # the `modelferry dev` flag that chose it
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -145,6 +154,9 @@ class TemporalDevServer:
         ports is retried with fresh ones; the server's own output is in the error otherwise.
         """
         chosen_port, chosen_ui = not self.port, self.ui_port == 0
+        for port, flag in ((self.port, "--temporal-port"), (self.ui_port, "--ui-port")):
+            if port and _listening(port):  # a port we were given: picking another is the caller's call
+                raise PortInUseError(port=port, flag=flag)
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, attempts + 1):

@@ -64,3 +64,34 @@ def test_every_container_in_deploy_runs_the_image(with_daemonset: list[dict[str,
 def test_default_install_runs_the_image_too() -> None:
     images = {c["image"] for _, pod in pod_templates(kustomize(DEFAULT)) for c in pod["containers"]}
     assert images == {image_reference()}
+
+
+def _containers(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    found = [
+        (f"{where}/{c['name']}", c)
+        for where, pod in pod_templates(objects)
+        for c in pod.get("initContainers", []) + pod["containers"]
+    ]
+    job_pod = job_template()["spec"]["template"]["spec"]
+    return found + [(f"Job/{c['name']}", c) for c in job_pod["containers"]]
+
+
+def test_every_container_runs_a_command_line_the_image_accepts(with_daemonset: list[dict[str, Any]]) -> None:
+    """The image's ENTRYPOINT is `modelferry`: each container keeps it (no `command`) and its
+    args parse as a modelferry command line (a flag deploy/ passes that the CLI lost would
+    otherwise surface only as a crash-looping pod); a `--config` it passes is a mounted file."""
+    from modelferry.cli import build_parser
+
+    entrypoint = [
+        i for i in stages(dockerfile_instructions(DOCKERFILE.read_text()))[-1] if i.keyword == "ENTRYPOINT"
+    ]
+    assert [i.arguments for i in entrypoint] == ['["modelferry"]']
+    for where, container in _containers(with_daemonset):
+        assert "command" not in container, where
+        args = [arg.replace("$(NODE_NAME)", "gpu-node-1") for arg in container["args"]]
+        parsed = build_parser().parse_args(args)
+        assert callable(parsed.func), where
+        config = getattr(parsed, "config", None)
+        if config is not None:
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert any(str(config).startswith(f"{path.rstrip('/')}/") for path in mounts), where

@@ -198,7 +198,7 @@ def test_controller_gets_what_its_activities_and_watcher_call_and_no_secrets(
         | {(None, "ome.io", f"{m}/status", v) for m in models for v in ("get", "patch")}
         | {(None, "", "nodes", v) for v in ("get", "list", "watch", "patch")}
         | {(None, "", "events", v) for v in ("get", "create", "patch")}
-        | {(NAMESPACE, "", "configmaps", v) for v in ("get", "create", "update", "delete")}
+        | {(NAMESPACE, "", "configmaps", v) for v in ("get", "list", "create", "update", "delete")}
         | {(NAMESPACE, "batch", "jobs", v) for v in ("get", "create", "delete")}
         | {(NAMESPACE, "coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
     )

@@ -73,7 +73,7 @@ def test_worker_job_is_pinned_tolerant_and_mounts_the_models_root():
     assert pod["containers"][0]["args"][:3] == ["worker", "--node", "gpu-node-1"]
     assert {"name": "models", "mountPath": "/raid/models"} in pod["containers"][0]["volumeMounts"]
     args = pod["containers"][0]["args"]
-    assert args[args.index("--num-download-worker") + 1] == "2"
+    assert args[args.index("--num-download-worker") + 1] == "5"  # OME's default
 
 
 def test_pvc_jobs_mount_the_claim_read_only_and_poll_their_own_queue():

@@ -37,7 +37,9 @@ def test_table_is_aligned_and_says_how_values_were_found(capsys: pytest.CaptureF
     rows = [line for line in lines if line and not line.startswith("warning:")]
     value_columns = {re.match(r"^(.*?\S)\s{2,}\S", line).end() - 1 for line in rows}  # type: ignore[union-attr]
     assert value_columns == {20}  # "modelParameterSize" + two spaces
-    assert "parameterCount      46,282" in lines
+    assert "parameterCount      46,282 parameters" in lines  # a count carries its unit
+    assert any(re.fullmatch(r"modelParameterSize  \S+ parameters", line) for line in lines)
+    assert any(re.fullmatch(r"maxTokens           [\d,]+ tokens", line) for line in lines)
     assert "parameters          exact (safetensors headers)" in lines
     assert any(line.startswith("warning: 31 tensor name(s) appear in more than one file") for line in lines)
 
