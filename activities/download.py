@@ -9,6 +9,12 @@ All transfer logic is the storage engine's (parallel, ranged, hashed while writi
 the `.partial` files and their part checkpoints on disk). This activity adds what Temporal gives:
 heartbeats carrying a checkpoint (revision, version, bytes and files done), and a retried attempt
 pins the revision the previous attempt was fetching, so a moving branch cannot mix two revisions.
+
+Peer delivery (`DownloadModelInput.peers`): the listing still comes from the origin, and the
+engine reads through `storage.peer.PeeredBackend`, which takes each byte range from the peers in
+order, then the origin, and drops a peer that fails or lies; the result says how many bytes each
+peer fed and why any was dropped, and carries this node's own peer URL (`peer_url`) so the
+workflow can hand this node to the next ones once it is Ready.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from activities.storage.base import (
 from activities.storage.engine import DownloadCancelledError
 from activities.storage.engine import download_model as engine_download
 from activities.storage.manifest import DIGEST_KINDS, Manifest, StateLayout, read_manifest
+from activities.storage.peer import Peer, PeeredBackend
 from activities.storage.registry import BackendSettings, open_backend
 from activities.storage.seed import seed_from_version
 from modelferry import metrics
@@ -52,7 +59,7 @@ from modelferry.layout import (
     source_identity,
     version_id_for,
 )
-from modelferry.messages import DownloadModelInput, DownloadModelResult, NodeWork
+from modelferry.messages import DownloadModelInput, DownloadModelResult, NodeWork, PeerSource
 from modelferry.ownership import check_link_name, check_models_root, check_name_lengths
 from modelferry.settings import Settings
 from modelferry.storage_uri import (
@@ -213,10 +220,42 @@ def _seed_repair(
     )
 
 
+def peered_backend(
+    origin: StorageBackend,
+    *,
+    peers: list[PeerSource],
+    node: str,
+    storage_path: str,
+    settings: Settings,
+    token: str | None,
+) -> tuple[PeeredBackend | None, dict[str, str]]:
+    """The backend that reads from `peers` first (None when none can be asked), and the peers
+    left out before any byte, with why."""
+    usable = [p for p in peers if p.node != node and p.url]
+    if not usable:
+        return None, {}
+    if token is None:
+        reason = f"this node has no peer token (${settings.peer.token_env} is not set)"
+        return None, {p.node: reason for p in usable}
+    d = settings.download
+    backend = PeeredBackend(
+        origin=origin,
+        peers=[Peer(node=p.node, url=p.url, version_id=p.version_id) for p in usable],
+        storage_path=storage_path,
+        token=token,
+        pool_size=d.concurrency * max(1, d.multipart_concurrency),
+    )
+    return backend, {}
+
+
 class DownloadActivities:
-    def __init__(self, *, settings: Settings, secrets: SecretReader | None) -> None:
+    """The download activity of one node worker; `peer_url` is where that worker's peer server
+    serves (`activities.peer_server`), "" when it serves none."""
+
+    def __init__(self, *, settings: Settings, secrets: SecretReader | None, peer_url: str = "") -> None:
         self._settings = settings
         self._secrets = secrets
+        self._peer_url = peer_url
 
     def download_options(self) -> DownloadOptions:
         return node_options.download_options(self._settings)
@@ -296,9 +335,17 @@ class DownloadActivities:
                         }
                     )
 
+                peered, dropped = peered_backend(
+                    backend,
+                    peers=inp.peers,
+                    node=inp.node,
+                    storage_path=storage_path_of(inp),
+                    settings=self._settings,
+                    token=node_options.peer_token(self._settings) if inp.peers else None,
+                )
                 try:
                     result = engine_download(
-                        backend,
+                        peered or backend,
                         layout.version_dir(version_id),
                         options=self.download_options(),
                         on_progress=on_progress,
@@ -309,21 +356,32 @@ class DownloadActivities:
                     if activity.is_cancelled():
                         raise CancelledError("download cancelled; partial state kept for resume") from None
                     raise  # worker shutting down: a retryable failure, resumed by the next attempt
+                finally:
+                    if peered is not None:
+                        peered.close()
+                        dropped.update(peered.dropped_peers)
             finally:
                 backend.close()
+        from_peers = peered.bytes_from_peers if peered is not None else {}
         activity.logger.info(
-            "%s on %s: %d file(s), %d bytes, %d transferred in %.1fs",
+            "%s on %s: %d file(s), %d bytes, %d transferred (%d from peers) in %.1fs",
             inp.ref.display(),
             inp.node,
             len(listing.files),
             listing.total_bytes,
             result.bytes_transferred,
+            sum(from_peers.values()),
             time.monotonic() - started,
         )
+        for node, reason in sorted(dropped.items()):
+            activity.logger.info("%s on %s: peer %s dropped: %s", inp.ref.display(), inp.node, node, reason)
         return DownloadModelResult(
             revision=listing.revision,
             version_id=version_id,
             total_bytes=listing.total_bytes,
             bytes_transferred=result.bytes_transferred,
             files=len(listing.files),
+            bytes_from_peers=from_peers,
+            dropped_peers=dropped,
+            peer_url=self._peer_url,
         )

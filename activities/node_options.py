@@ -9,6 +9,7 @@ shared core never imports a layer above it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from activities.storage.base import DownloadOptions
@@ -39,3 +40,10 @@ def backend_settings(settings: Settings) -> BackendSettings:
         concurrency=d.concurrency,
         multipart_concurrency=d.multipart_concurrency,
     )
+
+
+def peer_token(settings: Settings) -> str | None:
+    """The cluster's peer token, from the variable `peer.token_env` names (read when a server
+    starts or a download begins, never at import); None when unset. The peer server checks
+    callers against it, the download activity sends it to peers."""
+    return os.environ.get(settings.peer.token_env) or None

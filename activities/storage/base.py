@@ -80,6 +80,19 @@ class StorageBackend(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class SourceFailover(Protocol):
+    """What a backend that reads from several sources (peers first, then the origin:
+    `storage.peer.PeeredBackend`) adds to `StorageBackend`: the engine tells it a file failed
+    its digest, so the sources that fed those bytes are not asked again."""
+
+    def checksum_failed(self, file: RemoteFile) -> bool:
+        """Drop the sources that fed bytes of `file`; True when one was dropped, so the engine
+        fetches the file again without holding the mismatch against the origin. Each True must
+        drop a source for good, so the retries stay bounded."""
+        ...
+
+
 @dataclass(slots=True)
 class DownloadOptions:
     """Engine knobs; CLI flags and settings map onto these one to one."""
@@ -88,7 +101,7 @@ class DownloadOptions:
     multipart_concurrency: int = 4  # ranged parts of one large file in flight
     multipart_threshold: int = 200 * 1024 * 1024  # files above this are fetched in ranged parts
     part_size: int = 64 * 1024 * 1024
-    retries: int = 5  # per part, with exponential backoff and jitter
+    retries: int = 3  # per part, with exponential backoff and jitter (OME's --download-retry default)
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     stall_timeout: float = 60.0  # no bytes for this long: abort and retry the part

@@ -61,7 +61,7 @@ from modelferry.storage_uri import safe_relative_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DOWNLOAD_SLOTS = 2  # settings.download.num_download_worker's default
+DEFAULT_DOWNLOAD_SLOTS = 5  # settings.download.num_download_worker's default (OME's)
 LOCK_FILE_NAME = "lock"
 JOURNAL_INTERVAL = 1.0  # seconds between journal rewrites; a lost entry costs a re-hash, not data
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from activities.storage.base import Buffer, DownloadOptions, RemoteFile, StorageBackend
+from activities.storage.base import Buffer, DownloadOptions, RemoteFile, SourceFailover, StorageBackend
 from activities.storage.diskspace import disk_full_error
 from activities.storage.hashing import OrderedHasher, StreamDigests, digest_mismatches, expected_digests
 from activities.storage.manifest import FileRecord, StateLayout, fsync_dir
@@ -115,14 +115,24 @@ def backoff_delay(failures: int, *, options: DownloadOptions, retry_after: float
 
 
 def fetch_file(ctx: TransferContext, remote: RemoteFile, name: PurePosixPath) -> FileRecord:
-    """Fetch, verify and place one file; a first checksum mismatch is retried from scratch once."""
+    """Fetch, verify and place one file; a first checksum mismatch is retried from scratch once.
+
+    A mismatch in bytes a failover source fed (a peer: `SourceFailover`) is that source's fault:
+    it is dropped and the file fetched again without counting the try.
+    """
     paths = ctx.layout.partial_paths(name)
-    for attempt in (1, 2):
+    attempt = 0
+    while attempt < 2:
+        attempt += 1
         try:
             return _FileTransfer(ctx, remote, name, paths).run()
         except ChecksumMismatchError as error:
             discard_partial(paths)
             ctx.progress.file_reset(remote.name)
+            if isinstance(ctx.backend, SourceFailover) and ctx.backend.checksum_failed(remote):
+                log.warning("%s; fetching it again from another source", error.message)
+                attempt -= 1
+                continue
             if attempt == 2:
                 detail = error.message.removeprefix(f"{remote.name}: ")
                 raise PersistentChecksumMismatchError(

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from modelferry.commands.logs import add_log_format_flag, log_format_override
+from modelferry.commands.settingflags import add_agent_flags, add_download_flags, flag_overrides
 from modelferry.commands.watch import add_keep_versions_flag
 from modelferry.commands.worker import add_port_flag, add_verify_flags
 
@@ -55,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--temporal-port", type=int, default=7233, help="Temporal frontend port (0: a free port)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
-    p.add_argument("--node-name", default=socket.gethostname())
+    p.add_argument(
+        "--node-name",
+        default=socket.gethostname(),
+        help="the node this machine plays (default: the hostname)",
+    )
     p.add_argument(
         "--node-root",
         type=Path,
@@ -94,12 +99,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="stop everything once the applied resources are Ready (exit 1 if one fails)",
     )
-    p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=300.0,
+        help="with --exit-when-ready: give up (exit 1) after this many seconds (default 300)",
+    )
+    p.add_argument(
+        "--peer-delivery",
+        action="store_true",
+        help="nodes fetch a version from the nodes that hold it, the origin only once "
+        "(peer.enabled; each node's worker serves its versions on a free port of 127.0.0.1)",
+    )
     add_verify_flags(p)  # the in-process node worker's continuous verification
     add_keep_versions_flag(p)
     add_port_flag(p)
+    add_download_flags(p)  # the in-process node workers'
+    add_agent_flags(p, node_label_retry="used")
     add_log_format_flag(p)
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at info (default: warnings only)")
     p.set_defaults(func=run)
 
 
@@ -107,11 +125,16 @@ def run(args: argparse.Namespace) -> int:
     from modelferry.commands.logs import setup_logging
     from modelferry.commands.tracing import configure_tracing
     from modelferry.dev.stack import DevOptions, run_dev
+    from modelferry.dev.temporal_server import PortInUseError
     from modelferry.errors import ModelferryError
     from modelferry.settings import load_settings
 
     log_format = load_settings(overrides=log_format_override(args)).log.format  # flag, else env
-    setup_logging(log_format=log_format, level=logging.INFO if args.verbose else logging.WARNING)
+    overrides = flag_overrides(args)
+    level = logging.INFO if args.verbose else logging.WARNING
+    if args.log_level is not None:
+        level = load_settings(environ={}, overrides={"log.level": args.log_level}).log.level.logging_level()
+    setup_logging(log_format=log_format, level=level)
     configure_tracing(service_name="modelferry-dev")
     port = DEFAULT_PORT if args.port is None else args.port
     opts = DevOptions(
@@ -132,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         deep_verify_interval=args.deep_verify_interval,
         keep_versions=args.keep_versions,
         port=None if port == "off" else port,
+        settings=overrides,
+        peer_delivery=args.peer_delivery,
     )
 
     async def main() -> int:
@@ -141,6 +166,14 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         try:
             return await run_dev(opts, stop=stop)
+        except PortInUseError as e:
+            print(
+                f"modelferry dev: {e} (another Temporal, or an earlier `modelferry dev`?): stop it, "
+                f"or pass {e.flag} 0 for a free port",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
         except (RuntimeError, TimeoutError, ModelferryError) as e:
             print(f"modelferry dev: {e}", file=sys.stderr, flush=True)
             return 1

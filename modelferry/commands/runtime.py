@@ -74,9 +74,12 @@ async def connect_temporal(settings: Settings, *, tracer_provider: Any = None) -
 
 
 def control_activities(*, client: Client, kube: KubeClient, settings: Settings) -> list[Any]:
-    resources = ResourceActivities(kube=kube)
+    resources = ResourceActivities(kube=kube, ome_manager=settings.kube.ome_manager)
     labels = LabelActivities(
-        kube=kube, agent_namespace=settings.kube.agent_namespace, formats=settings.kube.report_formats
+        kube=kube,
+        agent_namespace=settings.kube.agent_namespace,
+        formats=settings.kube.report_formats,
+        conflict_attempts=settings.kube.node_label_retry,
     )
     workers = NodeWorkerActivities(kube=kube, settings=settings)
     events = EventActivities(kube=kube)
@@ -95,8 +98,9 @@ def control_activities(*, client: Client, kube: KubeClient, settings: Settings) 
     ]
 
 
-def node_activities(*, kube: KubeClient | None, settings: Settings) -> list[Any]:
-    download = DownloadActivities(settings=settings, secrets=kube)
+def node_activities(*, kube: KubeClient | None, settings: Settings, peer_url: str = "") -> list[Any]:
+    """The node queue's activities; `peer_url`: where this node's peer server serves, "" none."""
+    download = DownloadActivities(settings=settings, secrets=kube, peer_url=peer_url)
     files = FilesActivities(settings=settings)
     parse = ParseActivities(settings=settings)
     return [
@@ -180,6 +184,7 @@ def build_node_worker(
     settings: Settings,
     task_queue: str | None = None,
     idle: IdleTracker | None = None,
+    peer_url: str = "",
 ) -> Worker:
     slots = settings.worker.max_concurrent_activities
     download_slots(settings.download.num_download_worker)  # the per-node cap on concurrent models
@@ -188,7 +193,7 @@ def build_node_worker(
     return Worker(
         client,
         task_queue=queue,
-        activities=node_activities(kube=kube, settings=settings),
+        activities=node_activities(kube=kube, settings=settings, peer_url=peer_url),
         activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="node-activity"),
         max_concurrent_activities=slots,
         interceptors=[*interceptors, idle] if idle else interceptors,

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from modelferry.commands.logs import add_log_format_flag, log_format_override
+from modelferry.commands.logs import add_log_format_flag
+from modelferry.commands.settingflags import (
+    add_agent_flags,
+    add_download_flags,
+    add_temporal_flags,
+    flag_overrides,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("worker", help="run the node-pinned worker for one node")
-    p.add_argument("--node", required=True, help="this node's name (the Downward API's spec.nodeName)")
-    p.add_argument("--task-queue", default=None, help="override the node's queue (pvc:// Jobs use their own)")
-    p.add_argument("--config", type=Path, default=None, help="settings YAML")
+    node = os.environ.get("NODE_NAME") or None  # how OME's agent learns it
     p.add_argument(
-        "--idle-exit", type=float, default=0.0, help="exit after this many idle seconds (Job mode)"
+        "--node",
+        "--node-name",
+        dest="node",
+        required=node is None,
+        default=node,
+        help="this node's name (default $NODE_NAME, the Downward API's spec.nodeName, as OME's agent)",
+    )
+    p.add_argument("--task-queue", default=None, help="override the node's queue (pvc:// Jobs use their own)")
+    p.add_argument("--config", type=Path, default=None, help="settings YAML (deploy/config)")
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=0.0,
+        help="exit after this many idle seconds (Job mode: the controller passes worker.idle_exit_seconds)",
     )
     p.add_argument(
         "--pvc",
@@ -27,12 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="CLAIM=DIR",
         help="where a claim is mounted, e.g. ns:claim=/mnt/claim (repeatable)",
     )
-    p.add_argument("--node-root", type=Path, default=None)
     p.add_argument(
-        "--models-root",
-        action="append",
-        default=[],
-        help="storage.path must lie below one of these (repeatable; default /mnt/models and /raid/models)",
+        "--node-root",
+        type=Path,
+        default=None,
+        help="prefix of storage.path on this host (default /; dev simulates a node under a directory)",
     )
     p.add_argument(
         "--allow-claims",
@@ -42,17 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="claims cluster-scoped models may read (repeatable; '*' for any; default the agent namespace)",
     )
     p.add_argument("--no-kube", action="store_true", help="no Kubernetes access (no storageKey secrets)")
-    p.add_argument("--concurrency", type=int, default=None, help="files of one model in flight")
-    p.add_argument(
-        "--multipart-concurrency", type=int, default=None, help="ranged parts of one file in flight"
-    )
-    p.add_argument("--download-retry", type=int, default=None, help="retries per part")
-    p.add_argument(
-        "--num-download-worker", type=int, default=None, help="models downloading at once on this node"
-    )
-    p.add_argument("--stall-timeout", type=float, default=None, help="seconds without bytes: retry the part")
-    p.add_argument("--connect-timeout", type=float, default=None, help="seconds to connect to storage")
-    p.add_argument("--read-timeout", type=float, default=None, help="seconds one read may see no byte")
+    add_download_flags(p)
+    add_agent_flags(p, node_label_retry="accepted")
+    add_temporal_flags(p)
     add_verify_flags(p)
     add_port_flag(p)
     p.add_argument(
@@ -64,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _port(text: str) -> int | str:
+def parse_port(text: str) -> int | str:
     if text == "off":
         return text
     try:
@@ -81,7 +89,7 @@ def add_port_flag(p: argparse.ArgumentParser) -> None:
     and `modelferry dev`; 0 picks a free port (printed)."""
     p.add_argument(
         "--port",
-        type=_port,
+        type=parse_port,
         default=None,
         help="serve /metrics, /livez, /healthz, /readyz on this port (default 8080; 0: a free port; off)",
     )
@@ -130,32 +138,25 @@ def verify_overrides(args: argparse.Namespace) -> dict[str, object]:
 def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The flags that were given, as `load_settings` overrides (a Job's flags carry the
     controller's `download` settings: `modelferry.nodejob`)."""
-    from modelferry.settings import DownloadSettings
-
-    overrides: dict[str, object] = {}
+    overrides: dict[str, object] = flag_overrides(args)
     if args.pvc:
         overrides["node.pvc_mounts"] = dict(item.split("=", 1) for item in args.pvc)
     if args.node_root:
         overrides["node.root"] = str(args.node_root)
-    if args.models_root:
-        overrides["policy.models_roots"] = list(args.models_root)
     if args.allow_claims:
         overrides["policy.cluster_claim_namespaces"] = list(args.allow_claims)
-    for name in DownloadSettings.model_fields:  # each has its flag above
-        if getattr(args, name) is not None:
-            overrides[f"download.{name}"] = getattr(args, name)
     overrides.update(verify_overrides(args))
     if args.port is not None:
         overrides["health.worker_port"] = None if args.port == "off" else args.port
     if args.bind_address is not None:
         overrides["health.bind_address"] = args.bind_address
-    overrides.update(log_format_override(args))
     return overrides
 
 
 def run(args: argparse.Namespace) -> int:
     from activities.continuous_verify import models_roots_on_host
     from activities.kube import KubeClient
+    from activities.peer_server import start_peer_server
     from modelferry.commands.health import Health, roots_writable, start_health_server
     from modelferry.commands.logs import setup_logging
     from modelferry.commands.runtime import (
@@ -170,15 +171,23 @@ def run(args: argparse.Namespace) -> int:
     from modelferry.settings import load_settings
 
     settings = load_settings(args.config, overrides=settings_overrides(args))
-    setup_logging(log_format=settings.log.format, level=logging.INFO, node=args.node)
+    setup_logging(log_format=settings.log.format, level=settings.log.level.logging_level(), node=args.node)
     configure_tracing(service_name="modelferry-node-worker")
     kube = None if args.no_kube else KubeClient.from_settings(settings.kube)
 
     async def main() -> int:
         client = await connect_temporal(settings)
         idle = IdleTracker()
+        # Peer delivery: this node's complete versions, for the node workers of its cluster.
+        peers = await start_peer_server(settings)
         worker = build_node_worker(
-            client=client, node=args.node, kube=kube, settings=settings, task_queue=args.task_queue, idle=idle
+            client=client,
+            node=args.node,
+            kube=kube,
+            settings=settings,
+            task_queue=args.task_queue,
+            idle=idle,
+            peer_url=peers.url if peers is not None else "",
         )
         stop = asyncio.Event()
 
@@ -223,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
             stop.set()
             if server is not None:
                 server.close()
+            if peers is not None:
+                await peers.stop()
             if verifier is not None:
                 await verifier
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -54,6 +56,12 @@ class DevOptions:
     deep_verify_interval: float | None = None  # node.deep_verify_interval (seconds); None: the default
     keep_versions: int | None = None  # pipeline.keep_versions; None: the default (1)
     port: int | None = None  # probes and /metrics (`--port`, 8080 on the command line); None: none
+    # Peer delivery (`--peer-delivery`): each node's worker serves its versions on its own free
+    # port of 127.0.0.1, and nodes fetch from the nodes that hold a version (`peer.enabled`).
+    peer_delivery: bool = False
+    # Settings from dev's flags (`--concurrency`, `--namespace`, `--models-root-dir`...), as
+    # `load_settings` overrides; what dev itself decides (addresses, roots, mode) wins over them.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def crd_manifests() -> list[dict[str, Any]]:
@@ -113,10 +121,22 @@ def dev_settings(
     }
     if opts.keep_versions is not None:
         verify["pipeline.keep_versions"] = opts.keep_versions
+    peer: dict[str, Any] = {}
+    if opts.peer_delivery or opts.settings.get("peer.enabled"):
+        # Every simulated node serves peers from this one machine: each on a free port of its own.
+        peer = {
+            "peer.enabled": True,
+            "peer.port": 0,
+            "peer.bind_address": "127.0.0.1",
+            "peer.advertise_url": None,
+        }
+    agent_namespace = opts.settings.get("kube.agent_namespace", AGENT_NAMESPACE_DEFAULT)
     return load_settings(
         environ={},
         overrides={
+            **opts.settings,
             **verify,
+            **peer,
             "temporal.address": temporal_address,
             "kube.kubeconfig": str(kubeconfig),
             "worker.mode": WorkerMode.STATIC.value,
@@ -125,7 +145,7 @@ def dev_settings(
             "node.pvc_mounts": mounts,
             # The one person using dev is the cluster admin: the claims they mounted are allowed.
             "policy.cluster_claim_namespaces": sorted(
-                {AGENT_NAMESPACE_DEFAULT} | {k.partition(":")[0] for k in mounts}
+                {agent_namespace} | {k.partition(":")[0] for k in mounts}
             ),
         },
     )
@@ -253,6 +273,7 @@ async def _run_stack(
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
+    from activities.peer_server import PeerServer, start_peer_server
     from modelferry.commands.health import bound_port
     from modelferry.commands.runtime import (
         build_control_worker,
@@ -269,6 +290,7 @@ async def _run_stack(
 
     home = opts.home
     tasks: list[asyncio.Task[Any]] = []
+    peer_servers: list[PeerServer] = []
     try:
         await temporal.wait_ready()
         if api is not None:
@@ -288,13 +310,25 @@ async def _run_stack(
                 kube, node=opts.node_name, agent_namespace=settings.kube.agent_namespace
             )
         client = await connect_temporal(settings)
+        if settings.peer.enabled and not os.environ.get(settings.peer.token_env):
+            # dev is the whole cluster: one token for its nodes, made up for this run.
+            os.environ[settings.peer.token_env] = secrets.token_urlsafe(32)
         control = build_control_worker(client=client, kube=kube, settings=settings)
         tasks = [asyncio.create_task(control.run(), name="control-worker")]
         for dev_node in dev_nodes(opts):  # one worker per node, on its queue, over its own root
             node_settings = dev_settings(
                 opts, temporal_address=temporal.address, kubeconfig=kubeconfig, node_root=dev_node.root
             )
-            node = build_node_worker(client=client, node=dev_node.name, kube=kube, settings=node_settings)
+            peer_server = await start_peer_server(node_settings)
+            if peer_server is not None:
+                peer_servers.append(peer_server)
+            node = build_node_worker(
+                client=client,
+                node=dev_node.name,
+                kube=kube,
+                settings=node_settings,
+                peer_url=peer_server.url if peer_server is not None else "",
+            )
             verifier = build_node_verifier(client=client, node=dev_node.name, settings=node_settings)
             tasks += [
                 asyncio.create_task(node.run(), name=f"node-worker-{dev_node.name}"),
@@ -354,6 +388,8 @@ async def _run_stack(
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        for peer_server in peer_servers:
+            await peer_server.stop()
 
 
 async def _serve_probes(
@@ -409,7 +445,7 @@ def _print_banner(opts: DevOptions, *, temporal: TemporalDevServer, kubeconfig: 
     ui = f"http://127.0.0.1:{temporal.ui_port}" if temporal.ui_port else "(headless)"
     print(
         f"modelferry dev is up\n"
-        f"  kubernetes API   {api_url}   (export KUBECONFIG={kubeconfig})\n"
+        f"  kubernetes API   {api_url}   (export KUBECONFIG={kubeconfig.resolve()})\n"
         f"  temporal         {temporal.address}   UI {ui}\n"
         + "\n".join(f"  node             {n.name}   filesystem under {n.root}" for n in dev_nodes(opts)),
         flush=True,
@@ -424,7 +460,7 @@ def _print_ready(obj: dict[str, Any], *, settings: Settings, kube: Any, roots: d
     where = ", ".join(f"{roots[n]}{path}" for n in nodes if n in roots) or str(path)
     print(
         f"{obj['kind']}/{obj['metadata']['name']} is Ready on {', '.join(nodes)}: "
-        f"{spec.get('modelArchitecture')} {spec.get('modelParameterSize')} "
+        f"{spec.get('modelArchitecture')}, {spec.get('modelParameterSize')} parameters "
         f"(maxTokens {spec.get('maxTokens')}) at {where}",
         flush=True,
     )
