@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import cel
 from .meta import now_rfc3339
 from .resources import PrinterColumn, ResourceType
 
@@ -55,6 +56,11 @@ def crd_problems(crd: dict[str, Any], *, existing: dict[str, Any] | None = None)
         )
     if any(not v.get("name") for v in versions):
         problems.append(("spec.versions[].name", "Required value"))
+    for i, ver in enumerate(versions):
+        schema = (ver.get("schema") or {}).get("openAPIV3Schema")
+        if cel.has_rules(schema):
+            prefix = f"spec.versions[{i}].schema.openAPIV3Schema"
+            problems += [(prefix + field, message) for field, message in cel.compile_problems(schema)]
     if existing is not None:
         old = existing.get("spec") or {}
         if old.get("scope") != spec.get("scope"):

@@ -2,13 +2,16 @@
 discoverable the moment it is created.
 
 Only the legacy (unaggregated) discovery format is served; clients that ask for the aggregated
-format fall back to it, as they do with older servers. The OpenAPI v3 documents carry no schemas:
-they exist so kubectl sees that every PATCH endpoint accepts `fieldValidation` and leaves
-validation to the server, which lets plain `kubectl apply` work without `--validate=false`.
+format fall back to it, as they do with older servers. The OpenAPI v3 documents list every PATCH
+endpoint with `fieldValidation`, so kubectl leaves validation to the server and plain
+`kubectl apply` works without `--validate=false`, and carry each custom resource's schema (its
+CRD version's `openAPIV3Schema`, named and tagged with its group/version/kind as a real server
+does), which is what `kubectl explain` reads. Built-in kinds have no schemas here.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
@@ -140,8 +143,34 @@ def openapi_v3_document(registry: ResourceRegistry, group_name: str, version: st
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": {_schema_name(rt): _published_schema(rt) for rt in types if rt.schema}},
     }
+
+
+def _schema_name(rt: ResourceType) -> str:
+    # A real server names a CRD's schema by its reversed group: ome.io/v1beta1 -> io.ome.v1beta1.
+    return ".".join([*reversed(rt.group.split(".")), rt.version, rt.kind])
+
+
+def _published_schema(rt: ResourceType) -> dict[str, Any]:
+    schema = copy.deepcopy(rt.schema or {})
+    properties = schema.setdefault("properties", {})
+    properties.setdefault(
+        "apiVersion",
+        {"type": "string", "description": "APIVersion defines the versioned schema of this representation."},
+    )
+    properties.setdefault(
+        "kind",
+        {
+            "type": "string",
+            "description": "Kind is a string value for the REST resource this object represents.",
+        },
+    )
+    properties.setdefault("metadata", {"type": "object"})
+    properties["metadata"].setdefault("description", "Standard object's metadata.")
+    schema.setdefault("type", "object")
+    schema["x-kubernetes-group-version-kind"] = [{"group": rt.group, "kind": rt.kind, "version": rt.version}]
+    return schema
 
 
 def openapi_v3_index(registry: ResourceRegistry) -> dict[str, Any]:

@@ -68,22 +68,30 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
     )
 
 
-def conflict(plural: str, group: str, name: str, *, why: str) -> ApiError:
+def conflict(plural: str, group: str, name: str, *, why: str, kind: str | None = None) -> ApiError:
+    """`kind`: what details.kind names instead of the plural (a failed delete precondition names
+    the Kind on a real server; other conflicts the resource)."""
+    details = _details(plural, group, name)
+    if kind:
+        details["kind"] = kind
     return ApiError(
         409,
         "Conflict",
         f'Operation cannot be fulfilled on {qualified_resource(plural, group)} "{name}": {why}',
-        details=_details(plural, group, name),
+        details=details,
     )
 
 
-def uid_mismatch(plural: str, group: str, name: str, *, wanted: str, actual: str) -> ApiError:
+def uid_mismatch(
+    plural: str, group: str, name: str, *, wanted: str, actual: str, kind: str | None = None
+) -> ApiError:
     """409 for a uid precondition (in the body or in DeleteOptions) that names another object."""
     return conflict(
         plural,
         group,
         name,
         why=f"Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}",
+        kind=kind,
     )
 
 
@@ -101,7 +109,7 @@ def invalid(kind: str, group: str, name: str, *, causes: list[tuple[str, str]]) 
         f'{group_kind} "{name}" is invalid: {text}',
         details={
             "name": name,
-            "group": group,
+            **({"group": group} if group else {}),  # a real server leaves the core group out
             "kind": kind,
             "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
         },

@@ -7,7 +7,8 @@ again, so tightening a CRD does not make existing objects unwritable. Supported 
 nullable, enum, required, properties, additionalProperties, items, minimum/maximum (and their
 exclusive forms), minLength/maxLength, pattern, minItems/maxItems, minProperties/maxProperties,
 format (date-time, int32, int64), x-kubernetes-int-or-string, x-kubernetes-preserve-unknown-fields
-and x-kubernetes-embedded-resource. Others (CEL rules, anyOf/oneOf/allOf/not) are not enforced.
+and x-kubernetes-embedded-resource, then the CEL rules (x-kubernetes-validations, see `.cel`).
+anyOf/oneOf/allOf/not are not enforced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import cel
 from .meta import parse_rfc3339
 
 _ROOT_KEPT = ("apiVersion", "kind", "metadata")
@@ -189,6 +191,10 @@ def problems(
     return found
 
 
+def _blocks_rules(message: str) -> bool:
+    return message.startswith("Unsupported value") or " must be of type " in message
+
+
 @dataclass(frozen=True)
 class Admission:
     obj: dict[str, Any]  # pruned and defaulted
@@ -209,4 +215,10 @@ def admit(obj: dict[str, Any], schema: dict[str, Any], *, old: dict[str, Any] | 
         "required": [k for k in schema.get("required") or [] if k not in _ROOT_KEPT],
     }
     found = problems(body, root, "", old=before)
+    if cel.has_rules(root):
+        # As on a real server, the rules run only on an object whose types and enums are right.
+        if any(_blocks_rules(message) for _, message in found):
+            found.append(cel.not_checked())
+        else:
+            found += cel.rule_problems(body, root, old=before)
     return Admission({**{k: obj[k] for k in _ROOT_KEPT if k in obj}, **body}, found, dropped)

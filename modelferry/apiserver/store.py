@@ -353,10 +353,13 @@ class Store:
             existing = self.lookup(rt, namespace, name)
             meta = existing["metadata"]
             pre = preconditions or {}
+            # A failed delete precondition names the Kind in details.kind, as a real server does.
             if pre.get("uid") and pre["uid"] != meta["uid"]:
-                raise errors.uid_mismatch(rt.plural, rt.group, name, wanted=pre["uid"], actual=meta["uid"])
+                raise errors.uid_mismatch(
+                    rt.plural, rt.group, name, wanted=pre["uid"], actual=meta["uid"], kind=rt.kind
+                )
             if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-                raise errors.conflict(rt.plural, rt.group, name, why=errors.STALE_OBJECT)
+                raise errors.conflict(rt.plural, rt.group, name, why=errors.STALE_OBJECT, kind=rt.kind)
             if rt.storage_key == NAMESPACE_STORAGE_KEY and name in PROTECTED_NAMESPACES:
                 raise errors.forbidden(rt.plural, rt.group, name, why="this namespace may not be deleted")
             if dry_run:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from modelferry.spec.meta import Bool, ClosedWire, Int32, Int64, Str, StrMap
+from modelferry.spec.meta import ATOMIC_MAP, CRD_DEFAULT, Bool, ClosedWire, Int32, Int64, Str, StrMap
 from modelferry.spec.storage import StorageSpec
 
 # Untyped + preserve-unknown-fields is the structural-schema way to say "any JSON value"; it is
@@ -34,8 +34,12 @@ class ModelFormat(ClosedWire):
 
     name: Str
     version: Str | None = None
-    operator: Str | None = Field(default=None, description="Equal, GreaterThan or GreaterThanOrEqual.")
-    weight: Int64 | None = None
+    operator: Str | None = Field(
+        default=None,
+        description="Equal, GreaterThan or GreaterThanOrEqual.",
+        json_schema_extra={CRD_DEFAULT: "Equal"},
+    )
+    weight: Int64 | None = Field(default=None, json_schema_extra={CRD_DEFAULT: 1})
 
 
 class ModelFramework(ClosedWire):
@@ -43,8 +47,12 @@ class ModelFramework(ClosedWire):
 
     name: Str
     version: Str | None = None
-    operator: Str | None = Field(default=None, description="Equal, GreaterThan or GreaterThanOrEqual.")
-    weight: Int64 | None = None
+    operator: Str | None = Field(
+        default=None,
+        description="Equal, GreaterThan or GreaterThanOrEqual.",
+        json_schema_extra={CRD_DEFAULT: "Equal"},
+    )
+    weight: Int64 | None = Field(default=None, json_schema_extra={CRD_DEFAULT: 1})
 
 
 class DiffusionComponent(ClosedWire):
@@ -62,7 +70,7 @@ class DiffusionPipeline(ClosedWire):
     transformer: DiffusionComponent | None = None
     vae: DiffusionComponent | None = None
     additional_components: dict[Str, DiffusionComponent] | None = Field(
-        default=None, alias="additionalComponents"
+        default=None, alias="additionalComponents", json_schema_extra=ATOMIC_MAP
     )
 
 

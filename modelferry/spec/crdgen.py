@@ -8,9 +8,18 @@ Pydantic emits JSON Schema; a CRD needs a *structural* OpenAPI v3 schema. The tr
 `$ref`s are inlined; `anyOf [X, null]` (an optional field) becomes X; `anyOf [integer, string]`
 becomes `x-kubernetes-int-or-string`; a free-form object becomes
 `x-kubernetes-preserve-unknown-fields`; `additionalProperties: true/false` is dropped (the API
-server prunes unknown fields instead); titles and defaults are dropped (a default would change
-stored objects); `metadata` is left to the API server. Anything else that cannot be expressed
-raises, so a new model field cannot silently produce a non-structural schema.
+server prunes unknown fields instead); titles and pydantic's defaults are dropped (the models
+default to "not given"), and only the defaults OME's CRD declares are written (`CRD_DEFAULT`, e.g.
+`modelFormat.operator: Equal`); every array is `x-kubernetes-list-type: atomic`, as in OME's CRD;
+`metadata` is left to the API server. Anything else that cannot be expressed raises, so a new
+model field cannot silently produce a non-structural schema.
+
+The schema is a superset of OME's (tests/unit/test_crd_is_a_superset_of_omes.py): every field of
+OME's CRD with its type, format, enum and default, plus our status fields and `storageKey`. On
+top of the types, `modelferry.spec.celrules` adds the validator's rules as CEL rules
+(`x-kubernetes-validations`) and `storage.path` and `storage.storageUri` get a `maxLength` (which
+also bounds the rules' cost, as a real API server requires), so `kubectl apply` refuses what
+`modelferry validate` refuses.
 """
 
 from __future__ import annotations
@@ -23,7 +32,10 @@ from typing import Any
 import yaml
 
 from modelferry.names import API_GROUP, API_VERSION, ModelKind
+from modelferry.spec import celrules
+from modelferry.spec.meta import CRD_DEFAULT
 from modelferry.spec.resources import RESOURCE_CLASSES
+from modelferry.spec.rules import STORAGE_URI_MAX
 
 CATEGORIES = ["ome", "modelferry"]
 SHORT_NAMES: dict[ModelKind, list[str]] = {
@@ -45,8 +57,15 @@ _UNSTRUCTURAL_KEYS = {
     "exclusiveMaximum",
 }
 
-_STATE: dict[str, Any] = {"name": "State", "type": "string", "jsonPath": ".status.state"}
-_AGE: dict[str, Any] = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_READY_CONDITION = '.status.conditions[?(@.type=="Ready")]'
+# The lifecycle state (what OME's CRD prints as READY), the Ready condition and why: every kind
+# shows where a model stands and, when it is not Ready, the reason without a `describe`.
+_STATUS_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Ready", "type": "string", "jsonPath": _READY_CONDITION + ".status"},
+    {"name": "State", "type": "string", "jsonPath": ".status.state"},
+    {"name": "Reason", "type": "string", "jsonPath": _READY_CONDITION + ".reason"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 _BASE_COLUMNS: list[dict[str, Any]] = [
     {"name": "Vendor", "type": "string", "jsonPath": ".spec.vendor"},
     {"name": "Type", "type": "string", "jsonPath": ".spec.modelType"},
@@ -54,8 +73,7 @@ _BASE_COLUMNS: list[dict[str, Any]] = [
     {"name": "Params", "type": "string", "jsonPath": ".spec.modelParameterSize"},
     {"name": "Disabled", "type": "boolean", "jsonPath": ".spec.disabled", "priority": 1},
     {"name": "Source", "type": "string", "jsonPath": ".spec.storage.storageUri", "priority": 1},
-    _STATE,
-    _AGE,
+    *_STATUS_COLUMNS,
 ]
 PRINTER_COLUMNS: dict[ModelKind, list[dict[str, Any]]] = {
     ModelKind.BASE_MODEL: _BASE_COLUMNS,
@@ -65,8 +83,7 @@ PRINTER_COLUMNS: dict[ModelKind, list[dict[str, Any]]] = {
         {"name": "Type", "type": "string", "jsonPath": ".spec.modelType"},
         {"name": "Vendor", "type": "string", "jsonPath": ".spec.vendor", "priority": 1},
         {"name": "Source", "type": "string", "jsonPath": ".spec.storage.storageUri", "priority": 1},
-        _STATE,
-        _AGE,
+        *_STATUS_COLUMNS,
     ],
 }
 
@@ -88,7 +105,20 @@ def openapi_schema(kind: ModelKind) -> dict[str, Any]:
     props["apiVersion"] = {"type": "string", "description": "ome.io/v1beta1"}
     props["kind"] = {"type": "string", "description": kind.value}
     props["metadata"] = {"type": "object"}
+    _add_rules(props["spec"]["properties"]["storage"], cluster_scoped=not kind.namespaced)
     return schema
+
+
+def _add_rules(storage: dict[str, Any], *, cluster_scoped: bool) -> None:
+    """The validator's rules that a CRD can carry (see `modelferry.spec.celrules`)."""
+    props = storage["properties"]
+    props["storageUri"]["maxLength"] = STORAGE_URI_MAX
+    props["path"]["maxLength"] = celrules.PATH_MAX_LENGTH
+    props["path"]["x-kubernetes-validations"] = celrules.path_rules()
+    props["storageUri"]["x-kubernetes-validations"] = celrules.storage_uri_rules(
+        cluster_scoped=cluster_scoped
+    )
+    storage["x-kubernetes-validations"] = celrules.storage_rules()
 
 
 def build_crd(kind: ModelKind) -> dict[str, Any]:
@@ -170,6 +200,10 @@ def _translate(node: dict[str, Any], defs: dict[str, Any], *, path: str) -> dict
         return _translate(collapsed, defs, path=path)
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    if CRD_DEFAULT in node:
+        node["default"] = node.pop(CRD_DEFAULT)
+    if node.get("type") == "array":
+        node.setdefault("x-kubernetes-list-type", "atomic")
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "properties":
@@ -193,7 +227,11 @@ def _translate(node: dict[str, Any], defs: dict[str, Any], *, path: str) -> dict
 def _ordered(node: dict[str, Any]) -> dict[str, Any]:
     # Description and type first, nested structure last: easier to read in review.
     head = [k for k in ("description", "type") if k in node]
-    tail = [k for k in ("properties", "required", "items", "additionalProperties") if k in node]
+    tail = [
+        k
+        for k in ("properties", "required", "items", "additionalProperties", "x-kubernetes-validations")
+        if k in node
+    ]
     middle = [k for k in node if k not in head and k not in tail]
     return {k: node[k] for k in head + middle + tail}
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic.json_schema import JsonDict
 
 # Strict scalar aliases: no "1" -> 1 or "true" -> True coercion, matching the API server.
 Str = StrictStr
@@ -27,6 +28,13 @@ Int = StrictInt
 Int32 = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1, json_schema_extra={"format": "int32"})]
 Int64 = Annotated[StrictInt, Field(json_schema_extra={"format": "int64"})]
 StrMap = dict[StrictStr, StrictStr]
+
+# JSON Schema key for a default the CRD declares but the model does not apply: the API server
+# fills it in (as OME's CRD does, e.g. `modelFormat.operator: Equal`), while `validate` and the
+# messages keep the resource as written. `modelferry.spec.crdgen` turns it into `default`.
+CRD_DEFAULT = "x-modelferry-crd-default"
+# Merge semantics of server-side apply, as OME's CRD declares them (`x-kubernetes-map-type`).
+ATOMIC_MAP: JsonDict = {"x-kubernetes-map-type": "atomic"}
 
 
 class ClosedWire(BaseModel):

@@ -7,7 +7,9 @@ These are the rules a JSON schema cannot express and the API server therefore do
   exactly as Kubernetes' `IsDNS1123Subdomain` / `IsDNS1123Label` define them: a subdomain is at
   most 253 characters in all, and its dot-separated parts have no length limit of their own (a
   253-character name without dots is a valid custom resource name);
-- `spec.storage.storageUri` parses (`modelferry.storage_uri.parse_storage_uri`), and a
+- `spec.storage.storageUri` is at most `STORAGE_URI_MAX` characters (the CRD's `maxLength`, which
+  a real API server needs to bound the cost of the CRD's CEL rules) and parses
+  (`modelferry.storage_uri.parse_storage_uri`), and a
   cluster-scoped resource (ClusterBaseModel, FineTunedWeight) names the namespace of a `pvc://`
   claim, because there is no resource namespace to fall back on;
 - a BaseModel's `pvc://` claim is in its own namespace;
@@ -30,6 +32,9 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a
 DNS_LABEL_MAX = 63
 DNS_SUBDOMAIN_MAX = 253
 _SHOWN_MAX = 80  # a hostile name is quoted only this far: the message ends up in the status
+# Far above any real source (object keys are at most 1,024 bytes, a claim's sub-path under 4,096).
+STORAGE_URI_MAX = 8192
+_URI_SHOWN_MAX = 200  # as modelferry.storage_uri quotes a URI
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,15 @@ def check_rules(resource: ModelResource) -> list[Problem]:
         )
 
     storage = resource.storage
+    if len(storage.storage_uri) > STORAGE_URI_MAX:
+        shown = f"{storage.storage_uri[:_URI_SHOWN_MAX]}... ({len(storage.storage_uri)} characters)"
+        problems.append(
+            Problem(
+                "spec.storage.storageUri",
+                f"storage URI '{shown}': must be no more than {STORAGE_URI_MAX} characters",
+            )
+        )
+        return problems + _path_problems(storage.path)
     try:
         uri = parse_storage_uri(
             storage.storage_uri,
@@ -125,9 +139,14 @@ def check_rules(resource: ModelResource) -> list[Problem]:
                     f"'{storage.storage_uri}' names another namespace",
                 )
             )
-    if storage.path is not None:
-        try:
-            validate_model_path(storage.path)
-        except (UnsafePathError, InvalidSpecError) as e:
-            problems.append(Problem("spec.storage.path", e.message))
-    return problems
+    return problems + _path_problems(storage.path)
+
+
+def _path_problems(path: str | None) -> list[Problem]:
+    if path is None:
+        return []
+    try:
+        validate_model_path(path)
+    except (UnsafePathError, InvalidSpecError) as e:
+        return [Problem("spec.storage.path", e.message)]
+    return []

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from modelferry.spec.affinity import NodeAffinity
-from modelferry.spec.meta import ClosedWire, Str, StrMap
+from modelferry.spec.meta import ATOMIC_MAP, ClosedWire, Str, StrMap
 
 
 class DownloadPolicy(StrEnum):
@@ -53,7 +53,7 @@ class StorageSpec(ClosedWire):
         description="Name of the Secret holding the credentials for the source.",
     )
     parameters: StrMap | None = Field(default=None, description="Source options (region, endpoint...).")
-    node_selector: StrMap | None = Field(default=None, alias="nodeSelector")
+    node_selector: StrMap | None = Field(default=None, alias="nodeSelector", json_schema_extra=ATOMIC_MAP)
     node_affinity: NodeAffinity | None = Field(default=None, alias="nodeAffinity")
     download_policy: DownloadPolicy | None = Field(default=None, alias="downloadPolicy")
 

@@ -56,26 +56,39 @@ def test_crd_names_scope_columns_and_status(kind: ModelKind, scope: str, short: 
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Type"] == ".spec.modelType"
     assert columns["State"] == ".status.state"
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["Reason"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Age"] == ".metadata.creationTimestamp"
     if kind is not ModelKind.FINE_TUNED_WEIGHT:
         assert columns["Vendor"] == ".spec.vendor"
         assert columns["Params"] == ".spec.modelParameterSize"
-    assert_structural(version["schema"]["openAPIV3Schema"], path="")
+    defaults: dict[str, Any] = {}
+    assert_structural(version["schema"]["openAPIV3Schema"], path="", defaults=defaults)
+    # Only OME's own defaults: anything else would change stored objects OME leaves alone.
+    expected = {
+        f".spec.{field}.{key}": value
+        for field in ("modelFormat", "modelFramework")
+        for key, value in (("operator", "Equal"), ("weight", 1))
+    }
+    assert defaults == ({} if kind is ModelKind.FINE_TUNED_WEIGHT else expected)
 
 
-def assert_structural(node: dict[str, Any], *, path: str) -> None:
-    """Kubernetes' structural-schema rules, as far as our generator could break them."""
-    for forbidden in ("$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "default", "title"):
+def assert_structural(node: dict[str, Any], *, path: str, defaults: dict[str, Any] | None = None) -> None:
+    """Kubernetes' structural-schema rules, as far as our generator could break them; the
+    defaults found are collected in `defaults` by path."""
+    for forbidden in ("$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title"):
         assert forbidden not in node, f"{path}: {forbidden}"
+    if "default" in node and defaults is not None:
+        defaults[path] = node["default"]
     untyped_ok = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
     assert "type" in node or untyped_ok, f"{path}: no type"
     assert not ("properties" in node and "additionalProperties" in node), f"{path}: both"
     assert not isinstance(node.get("additionalProperties"), bool), f"{path}: boolean additionalProperties"
     for name, sub in node.get("properties", {}).items():
-        assert_structural(sub, path=f"{path}.{name}")
+        assert_structural(sub, path=f"{path}.{name}", defaults=defaults)
     for key in ("items", "additionalProperties"):
         if isinstance(node.get(key), dict):
-            assert_structural(node[key], path=f"{path}.{key}")
+            assert_structural(node[key], path=f"{path}.{key}", defaults=defaults)
 
 
 def test_free_form_and_any_json_fields_preserve_unknown_fields() -> None:

@@ -1,8 +1,9 @@
 """The CRDs' own openAPIV3Schema (via jsonschema) agrees with the pydantic models.
 
 Whatever `modelferry validate` accepts, the API server must accept too, or a resource would pass
-CI and then fail `kubectl apply`. Type-level mistakes must be refused by both. (Cross-field rules,
-such as a safe `storage.path`, are ours alone: a schema cannot express them.)
+CI and then fail `kubectl apply`. Type-level mistakes must be refused by both. (The rules beyond
+types, such as a safe `storage.path`, are the CRDs' CEL rules, which jsonschema does not run:
+tests/unit/test_crd_rules_agree_with_validate.py checks those.)
 
 The Kubernetes extensions are translated as the API server applies them under kubectl's default
 strict field validation: an object with `properties` refuses unknown fields unless it has
