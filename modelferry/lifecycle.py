@@ -94,6 +94,20 @@ def fill_empty_spec_fields(spec: Mapping[str, Any], metadata: Mapping[str, Any])
     return refresh_parsed_fields(spec, metadata, filled={})[0]
 
 
+# What the API server adds to a `modelFormat` / `modelFramework` the parser wrote (OME's CRD
+# defaults): a value differing from what was written only by these is still the parser's.
+_SERVER_DEFAULTS = {"operator": "Equal", "weight": 1}
+
+
+def _same_as_written(current: Any, written: Any) -> bool:
+    if isinstance(current, Mapping) and isinstance(written, Mapping):
+        added = {k: v for k, v in current.items() if k not in written}
+        return all(_SERVER_DEFAULTS.get(k) == v for k, v in added.items()) and all(
+            current.get(k) == v for k, v in written.items()
+        )
+    return bool(current == written)
+
+
 def refresh_parsed_fields(
     spec: Mapping[str, Any], metadata: Mapping[str, Any], *, filled: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -109,7 +123,7 @@ def refresh_parsed_fields(
     for key in METADATA_SPEC_FIELDS:
         parsed = metadata.get(key)
         current = spec.get(key)
-        ours = key in filled and current == filled[key]
+        ours = key in filled and _same_as_written(current, filled[key])
         if is_empty(parsed):
             if ours:
                 record[key] = current  # the parser saw nothing new; what it wrote stays (and stays ours)

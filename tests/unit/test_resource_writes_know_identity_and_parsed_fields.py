@@ -68,6 +68,23 @@ def test_parsed_fields_refresh_and_user_fields_stay(spec, parsed, filled, fill, 
     assert refresh_parsed_fields(spec, parsed, filled=filled) == (fill, record)
 
 
+@pytest.mark.parametrize(
+    ("stored", "ours"),
+    [
+        # the server added OME's CRD defaults to what the parser wrote: still the parser's
+        ({"name": "safetensors", "version": "1", "operator": "Equal", "weight": 1}, True),
+        # a user changed a default, or the value itself: the user's
+        ({"name": "safetensors", "version": "1", "operator": "Equal", "weight": 5}, False),
+        ({"name": "gguf", "version": "1", "operator": "Equal", "weight": 1}, False),
+    ],
+)
+def test_server_defaults_do_not_make_a_parsed_field_a_users(stored, ours):
+    written = {"name": "safetensors", "version": "1"}
+    parsed = {"modelFormat": {"name": "safetensors", "version": "2"}}
+    fill, _ = refresh_parsed_fields({"modelFormat": stored}, parsed, filled={"modelFormat": written})
+    assert (fill == {"modelFormat": {"name": "safetensors", "version": "2"}}) is ours
+
+
 def test_fingerprints_are_versioned_and_compared_at_their_version():
     spec = {"storage": {"storageUri": "hf://a/b", "path": "/raid/models/b"}}
     recorded = delivery_fingerprint(spec)
