@@ -91,7 +91,8 @@ async def test_node_relabel_nudges_exactly_the_affected_model(backend: Any) -> N
 
 
 async def test_malformed_resource_is_marked_failed_and_the_next_one_still_applies(backend: Any) -> None:
-    backend.create(fresh("broken", uri="ftp://example.com/model"))
+    # Refused by the watcher, not at apply time: no CRD rule can see the resource's own namespace.
+    backend.create(fresh("broken", uri="pvc://someone-else:claim/model"))
     async with watching(backend) as w:
         await until(lambda: (backend.get(BM, "broken", NS).get("status") or {}).get("state") == "Failed")
         backend.create(fresh("fine"))
@@ -100,7 +101,7 @@ async def test_malformed_resource_is_marked_failed_and_the_next_one_still_applie
         [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
         assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
         assert ready["message"].startswith("spec.storage.storageUri: ")
-        assert "ftp" in ready["message"]
+        assert "someone-else" in ready["message"]
         assert ready["observedGeneration"] == status["observedGeneration"] == 1
         [(_, ref, invalid)] = w.gateway.of("invalid")  # the workflow was told, and only it wrote
         assert (ref.name, invalid.generation, invalid.field) == ("broken", 1, "spec.storage.storageUri")
