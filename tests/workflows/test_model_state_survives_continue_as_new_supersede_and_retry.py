@@ -222,7 +222,9 @@ async def test_a_failure_that_can_heal_is_retried_on_the_models_timer(temporal):
             for i, e in enumerate(history.events)
             if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
         ]
-        assert timers and all(1.0 <= t <= 2.0 for t in timers), timers
+        # (shorter timers may space status writes; the retry's waits out what is left of 2 s)
+        assert [t for t in timers if 1.0 <= t <= 2.0], timers
+        assert all(t <= 2.0 for t in timers), timers
         assert fired and len(children) >= 2 and children[1] > fired[0]
         await finish(handle)
     await replays(client, handle, record_as="model_workflow_retry_after_failure.json")
