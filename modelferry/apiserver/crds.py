@@ -158,7 +158,6 @@ def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
                 status_subresource="status" in (ver.get("subresources") or {}),
                 generation=True,
                 printer_columns=columns,
-                delete_returns_object=True,
                 custom=True,
                 schema=(ver.get("schema") or {}).get("openAPIV3Schema"),
             )

@@ -46,7 +46,10 @@ class ResourceType:
     # Fields beyond metadata.name/metadata.namespace that fieldSelector may use for this kind.
     selectable_fields: tuple[str, ...] = ()
     printer_columns: tuple[PrinterColumn, ...] = ()
-    # Delete answers with the object (CRs, pods, workloads) rather than a Status (ConfigMaps, ...).
+    # An immediate delete answers with the object rather than a Status Success: the kinds whose
+    # real registry sets ReturnDeletedObject (pods, services, serviceaccounts, PVs, PVCs) and the
+    # ones a real delete never completes at once (namespaces, CRDs). Not CRs or Nodes: a real
+    # server answers those with a Status (tests/controlplane/test_embedded_server_answers_like_...).
     delete_returns_object: bool = False
     custom: bool = False  # served because of a CRD
     # The CRD version's openAPIV3Schema: pruning, defaults and validation of its objects.
@@ -105,7 +108,6 @@ def _workload(group: str, plural: str, kind: str, **kw: Any) -> ResourceType:
         status_subresource=True,
         generation=True,
         categories=("all",),
-        delete_returns_object=True,
         **kw,
     )
 
@@ -128,7 +130,6 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         short_names=("no",),
         status_subresource=True,
         selectable_fields=("spec.unschedulable",),
-        delete_returns_object=True,
     ),
     _core("configmaps", "ConfigMap", True, short_names=("cm",)),
     _core("secrets", "Secret", True, selectable_fields=("type",)),
@@ -154,7 +155,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         name_rule="dns1035",
         delete_returns_object=True,
     ),
-    _core("serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
+    _core("serviceaccounts", "ServiceAccount", True, short_names=("sa",), delete_returns_object=True),
     _core(
         "persistentvolumeclaims",
         "PersistentVolumeClaim",

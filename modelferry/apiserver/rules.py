@@ -3,6 +3,7 @@ of an object a generation counts, and the defaults a real server fills in on cre
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePe
 # Kinds whose create keeps the status sent (a kubelet registers its node with its status).
 _STATUS_ON_CREATE = frozenset({"/nodes"})
 _GENERATE_ATTEMPTS = 8
+SECRET_STORAGE_KEY = "/secrets"
 
 
 def assign_name(rt: ResourceType, meta: dict[str, Any], *, taken: Callable[[str], bool]) -> str:
@@ -155,9 +157,25 @@ def defaults_on_create(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj["status"] = established_status(obj)
     elif rt.storage_key == "/pods":
         obj["status"] = {"phase": "Pending", **(obj.get("status") or {})}
+    elif rt.storage_key == SECRET_STORAGE_KEY:
+        merge_string_data(obj)
+
+
+def merge_string_data(secret: dict[str, Any]) -> None:
+    """A Secret's write-only `stringData` goes into `data`, base64, over the same keys there (as
+    the real API's conversion does on every write); it is never stored or answered."""
+    string_data = secret.pop("stringData", None)
+    if not string_data:
+        return
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()):
+        raise errors.bad_request("stringData must map strings to strings")
+    data = secret.get("data") or {}
+    secret["data"] = {**data, **{k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}}
 
 
 def defaults_on_update(rt: ResourceType, new: dict[str, Any], existing: dict[str, Any]) -> None:
+    if rt.storage_key == SECRET_STORAGE_KEY:
+        merge_string_data(new)
     if rt.storage_key == CRD_STORAGE_KEY:
         # What the apiextensions controllers converge to after a spec change.
         new["status"] = established_status(new, existing.get("status"))

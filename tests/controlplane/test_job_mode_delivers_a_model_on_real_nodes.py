@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from modelferry.dev.example import write_example_model
 from modelferry.settings import WorkerMode
@@ -24,6 +23,7 @@ from tests.e2e.harness import Cluster, cluster_model, running_pipeline, unique
 from .cluster import PROJECT, ControlPlane
 from .conftest import Kubectl
 from .kubelet import ProcessKubelet, running_nodes
+from .product import service_account_kubeconfig
 
 pytestmark = pytest.mark.controlplane
 
@@ -64,22 +64,6 @@ def node(
         claims={NODE: {"models": claim_dir}},
     ) as kubelets:
         yield kubelets[NODE]
-
-
-def service_account_kubeconfig(kubectl: Kubectl, plane: ControlPlane, *, name: str, path: Path) -> Path:
-    token = kubectl("create", "token", name, f"--namespace={AGENT_NAMESPACE}", "--duration=1h")
-    assert token.returncode == 0, token.stderr
-    cluster = {"server": plane.url, "certificate-authority": str(plane.ca.files.cert)}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": name, "user": {"token": token.stdout.strip()}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": name}}],
-        "current-context": "c",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def worker_pods(kubectl: Kubectl) -> list[dict[str, Any]]:

@@ -1,6 +1,12 @@
-"""A whole modelferry on one machine for end-to-end tests: the embedded API server, a real
-Temporal dev server, the watcher, the control worker and one node worker per simulated node
-(each node with its own filesystem root)."""
+"""A whole modelferry on one machine for end-to-end tests: a Kubernetes API (the embedded API
+server, or the real control plane of tests/controlplane with process kubelets: `fixtures.py`), a
+real Temporal dev server, the watcher, the control worker and one node worker per node (each node
+with its own filesystem root).
+
+On the real control plane the components authenticate as deploy/rbac's ServiceAccounts (the
+watcher and the control worker as `modelferry-controller`, the node workers as
+`modelferry-node-worker`) while the test itself acts as a cluster admin, so whatever RBAC
+refuses a component shows up as the failure it would be in a cluster."""
 
 from __future__ import annotations
 
@@ -57,11 +63,26 @@ def cluster_model(name: str, *, uri: str, path: str, **spec: Any) -> dict[str, A
 
 @dataclass
 class Cluster:
-    api: EmbeddedApiServer
+    """`kubeconfig` is the test's own identity (an admin); the components use theirs, which on the
+    embedded server (no authorization) are the same file."""
+
+    api: EmbeddedApiServer | None  # None: a real cluster
     kubeconfig: Path
+    controller_kubeconfig: Path | None = None  # the watcher and the control worker; None: `kubeconfig`
+    node_worker_kubeconfig: Path | None = None  # the node workers; None: `kubeconfig`
 
     def api_client(self) -> k8s.ApiClient:
         return kube_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def controller_api_client(self) -> k8s.ApiClient:
+        return kube_config.new_client_from_config(
+            config_file=str(self.controller_kubeconfig or self.kubeconfig)
+        )
+
+    def node_worker_api_client(self) -> k8s.ApiClient:
+        return kube_config.new_client_from_config(
+            config_file=str(self.node_worker_kubeconfig or self.kubeconfig)
+        )
 
 
 @contextlib.contextmanager
@@ -107,7 +128,7 @@ class Pipeline:
         worker = build_node_worker(
             client=self.client,
             node=node,
-            kube=KubeClient(self.cluster.api_client()),
+            kube=KubeClient(self.cluster.node_worker_api_client()),
             settings=self.node_settings(node),
         )
         self.node_workers[node] = (worker, asyncio.create_task(worker.run(), name=f"node-{node}"))
@@ -236,7 +257,7 @@ async def running_pipeline(
             overrides={
                 **FAST_SETTINGS,
                 "temporal.address": temporal.address,
-                "kube.kubeconfig": str(cluster.kubeconfig),
+                "kube.kubeconfig": str(cluster.controller_kubeconfig or cluster.kubeconfig),
                 "worker.mode": worker_mode.value,
                 "node.pvc_mounts": {k: str(v) for k, v in (pvcs or {}).items()},
                 # The e2e models read claims in `default`, as a cluster admin would allow.
@@ -250,13 +271,13 @@ async def running_pipeline(
             root.mkdir(parents=True, exist_ok=True)
         p = Pipeline(cluster=cluster, temporal=temporal, client=client, settings=settings, node_roots=roots)
         control = build_control_worker(
-            client=client, kube=KubeClient(cluster.api_client()), settings=settings
+            client=client, kube=KubeClient(cluster.controller_api_client()), settings=settings
         )
         p.tasks.append(asyncio.create_task(control.run(), name="control"))
         p.tasks.append(
             asyncio.create_task(
                 run_watcher(
-                    api_client=cluster.api_client(),
+                    api_client=cluster.controller_api_client(),
                     gateway=TemporalGateway(client=client, options=pipeline_options(settings)),
                     stop=p.stop,
                     agent_namespace=settings.kube.agent_namespace,

@@ -41,7 +41,7 @@ async def test_watcher_restart_makes_no_duplicate_workflows(tmp_path, one_node_c
         seen: list[str] = []
         again = asyncio.create_task(
             run_watcher(
-                api_client=p.cluster.api_client(),
+                api_client=p.cluster.controller_api_client(),
                 gateway=TemporalGateway(client=p.client, options=pipeline_options(p.settings)),
                 stop=stop,
                 identity="e2e-2",
