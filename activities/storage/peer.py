@@ -75,6 +75,15 @@ class PeerDropped(Exception):
     """Internal: this peer failed; the message is the reason recorded for it."""
 
 
+class PeerSlow(PeerDropped):
+    """Internal: this peer timed out. A busy peer is not a bad one: the range goes on elsewhere,
+    and the peer is dropped only after `SLOW_STRIKES` timeouts in one download."""
+
+
+# Timeouts a peer may have in one download before it is dropped; any other failure drops it at once.
+SLOW_STRIKES = 3
+
+
 class PeeredBackend:
     """The origin's listing, bytes from peers first (see the module docstring)."""
 
@@ -96,6 +105,7 @@ class PeeredBackend:
         self._token = token
         self._lock = threading.Lock()
         self._dropped: dict[str, str] = {}
+        self._strikes: dict[str, int] = {}
         self._fed: dict[str, int] = {}
         self._served: dict[str, set[str]] = {}  # file name -> peers that fed bytes of its current try
         self._http = urllib3.PoolManager(
@@ -117,6 +127,15 @@ class PeeredBackend:
     def dropped_peers(self) -> dict[str, str]:
         with self._lock:
             return dict(self._dropped)
+
+    def strike(self, node: str, reason: str) -> None:
+        """A timeout: this range goes on from the next source; the third one drops the peer."""
+        with self._lock:
+            self._strikes[node] = strikes = self._strikes.get(node, 0) + 1
+        if strikes >= SLOW_STRIKES:
+            self.drop(node, f"{reason} ({strikes} timeouts)")
+        else:
+            log.info("peer %s slow (%d of %d timeouts): %s", node, strikes, SLOW_STRIKES, reason)
 
     def drop(self, node: str, reason: str) -> None:
         with self._lock:
@@ -147,6 +166,8 @@ class PeeredBackend:
                         position += len(chunk)
                         self._count(peer.node, file.name, len(chunk))
                         yield chunk
+                except PeerSlow as error:
+                    self.strike(peer.node, str(error))
                 except PeerDropped as error:
                     self.drop(peer.node, str(error))
                 finally:
@@ -196,7 +217,8 @@ class PeeredBackend:
                 redirect=False,
             )
         except urllib3.exceptions.HTTPError as error:
-            raise PeerDropped(f"cannot reach {peer.url}: {_brief(error)}") from None
+            failure = PeerSlow if _timed_out(error) else PeerDropped
+            raise failure(f"cannot reach {peer.url}: {_brief(error)}") from None
         remaining = end - start
         body = None
         try:
@@ -214,12 +236,20 @@ class PeeredBackend:
             if remaining:
                 raise PeerDropped(f"ended {file.name} {remaining} bytes before byte {end}")
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
-            raise PeerDropped(f"reading {file.name} bytes {start}-{end}: {_brief(error)}") from None
+            failure = PeerSlow if _timed_out(error) else PeerDropped
+            raise failure(f"reading {file.name} bytes {start}-{end}: {_brief(error)}") from None
         finally:
             if isinstance(body, http.client.HTTPResponse) and body.isclosed():
                 response.release_conn()  # the body was read to its end: the connection is clean
             else:
                 response.close()  # unread bytes may be left on it: never hand it back to the pool
+
+
+def _timed_out(error: BaseException) -> bool:
+    if isinstance(error, (urllib3.exceptions.TimeoutError, TimeoutError)):
+        return True
+    reason = getattr(error, "reason", None)  # MaxRetryError wraps the timeout
+    return isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
 
 
 def _check_answer(response: urllib3.BaseHTTPResponse, *, file: RemoteFile, start: int, end: int) -> None:

@@ -64,7 +64,7 @@ class FakePeer:
                 body = data[start:end]
                 if peer.mode == "too-much":
                     body += b"extra"
-                if peer.mode == "stall":
+                if peer.mode == "stall" or (peer.mode == "stall-once" and len(peer.requests) == 1):
                     self._head(206, len(body), f"bytes {start}-{end - 1}/{len(data)}")
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -153,3 +153,16 @@ def test_a_file_the_origin_lists_without_a_digest_never_comes_from_a_peer(peers,
     assert visible_files(dest) == FILES
     assert peers["good"].requests == []
     assert origin.bytes_served == sum(len(v) for v in FILES.values())
+
+
+def test_a_peer_that_is_slow_once_is_not_dropped(peers, fast_options, dest: Path):
+    """A busy peer times out once: that range goes on from the origin, and the peer keeps feeding
+    the other ranges (it is dropped only after repeated timeouts)."""
+    peers["busy"] = FakePeer("stall-once")
+    origin = MemoryBackend(dict(FILES))
+    backend = peered(origin, ("busy", peers["busy"]))
+    download_model(backend, dest, options=fast_options)
+    assert visible_files(dest) == FILES
+    assert backend.dropped_peers == {}
+    assert backend.bytes_from_peers["busy"] > 0
+    assert origin.bytes_served < sum(len(v) for v in FILES.values())
