@@ -79,7 +79,9 @@ PATCH_CANCEL_IS_NOT_FAILURE = "node-cancel-is-not-failure-v1"
 # Events and progress are reports: a few quick tries, and their failure never fails the delivery.
 REPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 REPORT_TIMEOUT = timedelta(seconds=30)
-PROGRESS_HEARTBEAT = timedelta(seconds=60)
+# Short, because the SDK sends a heartbeat (and learns of a cancel) only every 0.8 x this: with
+# 60 s a cancelled reporter held its control slot for up to 48 s after the download ended.
+PROGRESS_HEARTBEAT = timedelta(seconds=10)
 
 
 def skip_config_parsing(annotations: dict[str, str]) -> bool:

@@ -112,7 +112,15 @@ def node_activities(*, kube: KubeClient | None, settings: Settings, peer_url: st
     ]
 
 
-CONTROL_ACTIVITY_SLOTS = 32
+# Threads for the control queue's blocking activities (Kubernetes writes).
+CONTROL_ACTIVITY_THREADS = 32
+# Activity slots: more than threads, because a progress reporter (async, mostly asleep) holds a
+# slot for a whole download; with slots == threads, 32 downloads in flight starved every status,
+# label and event write of a slot (bench/bench_many_models.py).
+CONTROL_ACTIVITY_SLOTS = 256
+# Workflows kept in the control worker's cache: past the SDK's default 1,000 open workflows,
+# tasks replayed from scratch began to time out (bench/bench_many_models.py, docs/scale.md).
+CONTROL_CACHED_WORKFLOWS = 5_000
 
 
 def build_control_worker(*, client: Client, kube: KubeClient, settings: Settings) -> Worker:
@@ -122,9 +130,10 @@ def build_control_worker(*, client: Client, kube: KubeClient, settings: Settings
         workflows=WORKFLOWS,
         activities=control_activities(client=client, kube=kube, settings=settings),
         activity_executor=ThreadPoolExecutor(
-            max_workers=CONTROL_ACTIVITY_SLOTS, thread_name_prefix="control-activity"
+            max_workers=CONTROL_ACTIVITY_THREADS, thread_name_prefix="control-activity"
         ),
         max_concurrent_activities=CONTROL_ACTIVITY_SLOTS,
+        max_cached_workflows=CONTROL_CACHED_WORKFLOWS,
         interceptors=[SlotsInUse(task_queue=CONTROL_TASK_QUEUE, slots=CONTROL_ACTIVITY_SLOTS)],
     )
 

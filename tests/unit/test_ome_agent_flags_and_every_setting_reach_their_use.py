@@ -450,7 +450,7 @@ def test_pull_defaults_are_the_settings_defaults() -> None:
     args = build_parser().parse_args(["pull", "hf://a/b", "--path", "/tmp/m"])
     for name in ("concurrency", "multipart_concurrency", "download_retry", "num_download_worker"):
         assert getattr(args, name) == getattr(DownloadSettings(), name), name
-    assert KubeSettings().node_label_retry >= runtime.CONTROL_ACTIVITY_SLOTS  # more attempts than writers
+    assert KubeSettings().node_label_retry >= runtime.CONTROL_ACTIVITY_THREADS  # more attempts than writers
 
 
 def test_worker_flags_given_nowhere_leave_file_and_env_alone(tmp_path: Path) -> None:
