@@ -53,6 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="use this existing cluster (kind, k3d, minikube...) instead of the embedded API server; "
         "our CRDs are installed if missing, and --node-name must be one of its nodes",
     )
+    p.add_argument(
+        "--kube",
+        choices=("embedded", "real"),
+        default="embedded",
+        help="embedded: modelferry's own in-process API server (the default); real: a real control "
+        "plane (etcd, kube-apiserver, controller manager, scheduler from $MODELFERRY_KUBE_BIN or the "
+        "cache of `bash hack/kube/build.sh`), new at each run, with a process kubelet per node "
+        "running its Pods as local processes",
+    )
     p.add_argument("--temporal-port", type=int, default=7233, help="Temporal frontend port (0: a free port)")
     p.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (0: a free port)")
     p.add_argument("--headless", action="store_true", help="no Temporal Web UI")
@@ -150,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         apply=list(args.apply),
         kubeconfig=args.kubeconfig,
+        kube=args.kube,
         nodes=args.nodes,
         verify_interval=args.verify_interval,
         deep_verify_interval=args.deep_verify_interval,

@@ -30,6 +30,7 @@ from modelferry.settings import Settings, WorkerMode, load_settings
 
 if TYPE_CHECKING:
     from modelferry.apiserver import EmbeddedApiServer
+    from modelferry.dev.kube.cluster import ControlPlane
 
 log = logging.getLogger("modelferry.dev")
 
@@ -51,7 +52,10 @@ class DevOptions:
     ready_timeout: float = 300.0
     apply: list[Path] = field(default_factory=list)
     kubeconfig: Path | None = None  # an existing cluster instead of the embedded API server
-    nodes: int = 1  # simulated nodes, each with its own filesystem root and worker (embedded API only)
+    # "real": a real control plane started for this run (modelferry.dev.kube), with a process
+    # kubelet per node, instead of the embedded API server.
+    kube: str = "embedded"
+    nodes: int = 1  # simulated nodes, each with its own filesystem root and worker (not with kubeconfig)
     verify_interval: float | None = None  # node.verify_interval (seconds); None: the default
     deep_verify_interval: float | None = None  # node.deep_verify_interval (seconds); None: the default
     keep_versions: int | None = None  # pipeline.keep_versions; None: the default (1)
@@ -209,6 +213,8 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
     from modelferry.dev.example import EXAMPLE_CLAIM, write_example_model
 
     stop = stop or asyncio.Event()
+    if opts.kube == "real" and opts.kubeconfig is not None:
+        raise RuntimeError("--kube real starts a cluster of its own; --kubeconfig names an existing one")
     if opts.nodes != 1 and opts.kubeconfig is not None:
         raise RuntimeError(
             f"--nodes {opts.nodes} simulates nodes in the embedded API server; with --kubeconfig this "
@@ -224,20 +230,30 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         write_example_model(example_dir / "tiny-llama")
         opts.pvcs.setdefault(f"{DEV_CLAIM_NAMESPACE}:{EXAMPLE_CLAIM}", example_dir)
 
+    real_cluster = contextlib.ExitStack()
+    real: ControlPlane | None = None
+    if opts.kube == "real":
+        real = _start_real_cluster(opts, real_cluster)
     temporal = TemporalDevServer(
         db_file=home / "temporal.db",
         port=opts.temporal_port,
         ui_port=opts.ui_port,
         log_file=home / "temporal.log",
     )
-    temporal.start()
+    try:
+        temporal.start()
+    except BaseException:
+        real_cluster.close()
+        raise
     api = None
-    if opts.kubeconfig is None:
+    if opts.kubeconfig is None and real is None:
         api = EmbeddedApiServer(port=opts.kube_port, state_path=home / "kube-state.json")
         api.start()
         sync_dev_nodes(api, dev_nodes(opts), single_name=opts.node_name)
     supervisor = asyncio.create_task(supervise(temporal, stop=stop), name="temporal-supervisor")
-    stack = asyncio.create_task(_run_stack(opts, temporal=temporal, api=api, stop=stop), name="stack")
+    stack = asyncio.create_task(
+        _run_stack(opts, temporal=temporal, api=api, real=real, stop=stop), name="stack"
+    )
     try:
         await asyncio.wait([supervisor, stack], return_when=asyncio.FIRST_COMPLETED)
         if supervisor.done() and not stack.done():
@@ -253,6 +269,28 @@ async def run_dev(opts: DevOptions, *, stop: asyncio.Event | None = None) -> int
         if api is not None:
             api.stop()
         temporal.stop()  # after the supervisor is gone, so it cannot restart what this stops
+        real_cluster.close()
+
+
+def _start_real_cluster(opts: DevOptions, stack: contextlib.ExitStack) -> ControlPlane:
+    """`--kube real`: the control plane and a process kubelet per dev node, entered into `stack`.
+    Started from this (the main) thread: its components die with the thread that started them."""
+    from modelferry.dev.kube.devcluster import (
+        RealNode,
+        kubelet_claims,
+        real_kube_binaries,
+        running_real_cluster,
+    )
+
+    binaries = real_kube_binaries()
+    nodes = [RealNode(n.name, n.root, dev_node_labels(n)) for n in dev_nodes(opts)]
+    for node in nodes:
+        node.root.mkdir(parents=True, exist_ok=True)
+    print(f"starting a real control plane from {binaries} ...", flush=True)
+    claims = kubelet_claims({dev_claim_key(k): v for k, v in opts.pvcs.items()})
+    return stack.enter_context(
+        running_real_cluster(opts.home / "kube", nodes=nodes, claims=claims, binaries=binaries)
+    )
 
 
 def sync_dev_nodes(api: EmbeddedApiServer, nodes: list[DevNode], *, single_name: str) -> None:
@@ -269,7 +307,12 @@ def sync_dev_nodes(api: EmbeddedApiServer, nodes: list[DevNode], *, single_name:
 
 
 async def _run_stack(
-    opts: DevOptions, *, temporal: TemporalDevServer, api: EmbeddedApiServer | None, stop: asyncio.Event
+    opts: DevOptions,
+    *,
+    temporal: TemporalDevServer,
+    api: EmbeddedApiServer | None,
+    real: ControlPlane | None = None,
+    stop: asyncio.Event,
 ) -> int:
     """Workers and watcher against the started servers; apply, and wait for Ready if asked."""
     from activities.kube import KubeClient
@@ -298,6 +341,8 @@ async def _run_stack(
             api.write_kubeconfig(kubeconfig)
             for crd in crd_manifests():
                 api.apply_manifest(crd)
+        elif real is not None:
+            kubeconfig = real.admin_kubeconfig
         else:
             assert opts.kubeconfig is not None
             kubeconfig = opts.kubeconfig.resolve()
@@ -307,7 +352,7 @@ async def _run_stack(
         kube = KubeClient(api_client)
         if api is None:
             await _prepare_existing_cluster(
-                kube, node=opts.node_name, agent_namespace=settings.kube.agent_namespace
+                kube, nodes=[n.name for n in dev_nodes(opts)], agent_namespace=settings.kube.agent_namespace
             )
         client = await connect_temporal(settings)
         if settings.peer.enabled and not os.environ.get(settings.peer.token_env):
@@ -357,7 +402,13 @@ async def _run_stack(
             opts,
             temporal=temporal,
             kubeconfig=kubeconfig,
-            api_url=api.url if api is not None else f"the cluster of {kubeconfig}",
+            api_url=(
+                api.url
+                if api is not None
+                else f"{real.url} (a real control plane, logs in {real.directory})"
+                if real is not None
+                else f"the cluster of {kubeconfig}"
+            ),
         )
         if server is not None:
             print(f"  metrics, probes  http://127.0.0.1:{bound_port(server)}/metrics", flush=True)
@@ -418,9 +469,9 @@ async def _close_on_stop(server: asyncio.Server, stop: asyncio.Event) -> None:
         server.close()
 
 
-async def _prepare_existing_cluster(kube: Any, *, node: str, agent_namespace: str) -> None:
+async def _prepare_existing_cluster(kube: Any, *, nodes: list[str], agent_namespace: str) -> None:
     """Our CRDs and the agent namespace (node reports live there) installed, or exactly what is
-    missing said; and this host's node known."""
+    missing said; and the nodes this host serves known (--kubeconfig: the one --node-name)."""
     if await asyncio.to_thread(kube.ensure_namespace, agent_namespace):
         print(f"created namespace {agent_namespace}", flush=True)
     crds = crd_manifests()
@@ -433,7 +484,9 @@ async def _prepare_existing_cluster(kube: Any, *, node: str, agent_namespace: st
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"CRD {name} is not Established after 60s")
             await asyncio.sleep(0.5)
-    if not await asyncio.to_thread(kube.node_exists, node):
+    for node in nodes:
+        if await asyncio.to_thread(kube.node_exists, node):
+            continue
         known = ", ".join(sorted(n for n, _ in await asyncio.to_thread(kube.list_nodes))) or "none"
         raise RuntimeError(
             f"the cluster has no node {node!r} for this machine's worker to serve (its nodes: {known}); "

@@ -1,8 +1,9 @@
 """Fixtures for the real control plane tier: one control plane per test module (about four seconds
 to start), a kubectl runner bound to it, the OME CRDs and a Node for tests that need them.
 
-Without the binaries the whole tier is skipped with one line; see `cluster.bin_dir` for where they
-are looked for (on CI they are built, and a failed build fails the tier).
+Without the binaries the whole tier is skipped with one line; see
+`modelferry.dev.kube.cluster.bin_dir` for where they are looked for (on CI they are built, and a
+failed build fails the tier).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import BinariesNotBuilt, ControlPlane, bin_dir, running_control_plane
+from modelferry.dev.kube.cluster import BinariesNotBuilt, ControlPlane, bin_dir, running_control_plane
+
 from .product import CRD_FILES, Kubectl, apply_crds, make_kubectl
 
 __all__ = ["CRD_FILES", "Kubectl"]

@@ -32,14 +32,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as kube_config
 
+from modelferry.dev.kube.cluster import PROJECT, ControlPlane
+from modelferry.dev.kube.kubelet import ProcessKubelet
 from modelferry.dev.temporal_server import TemporalDevServer
 from tests.e2e.devstack import NODE as STACK_NODE
 from tests.e2e.devstack import DevStack
 from tests.e2e.harness import FAST_SETTINGS, Cluster
 from tests.e2e.processes import worker_env
-
-from .cluster import PROJECT, ControlPlane
-from .kubelet import ProcessKubelet
 
 AGENT_NAMESPACE = "ome"
 DEPLOY = PROJECT / "deploy"

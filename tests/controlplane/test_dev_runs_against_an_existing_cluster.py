@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from modelferry.dev.kube.cluster import ControlPlane
 from tests.e2e.processes import worker_env
-
-from .cluster import ControlPlane
 
 pytestmark = pytest.mark.controlplane
 

@@ -33,8 +33,8 @@ import requests
 import yaml
 
 from modelferry.apiserver import EmbeddedApiServer
+from modelferry.dev.kube.cluster import ADMIN, ControlPlane
 
-from .cluster import ADMIN, ControlPlane
 from .product import CRD_FILES, Kubectl, apply_crds, must
 
 pytestmark = pytest.mark.controlplane

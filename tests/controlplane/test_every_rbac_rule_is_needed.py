@@ -32,12 +32,12 @@ from typing import Any
 import pytest
 import yaml
 
+from modelferry.dev.kube.cluster import ControlPlane
+from modelferry.dev.kube.kubelet import ProcessKubelet, running_nodes
 from modelferry.dev.temporal_server import TemporalDevServer
 from tests.e2e.processes import worker_env
 from tests.servers.fake_hf import FakeHub
 
-from .cluster import ControlPlane
-from .kubelet import ProcessKubelet, running_nodes
 from .product import AGENT_NAMESPACE, DEPLOY, Kubectl, Product, install_product, must, reset_product_state
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.faults]

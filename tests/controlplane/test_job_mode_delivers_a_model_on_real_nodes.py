@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from modelferry.dev.example import write_example_model
+from modelferry.dev.kube.cluster import PROJECT, ControlPlane
+from modelferry.dev.kube.kubelet import ProcessKubelet, running_nodes
 from modelferry.settings import WorkerMode
 from tests.e2e.harness import Cluster, cluster_model, running_pipeline, unique
 
-from .cluster import PROJECT, ControlPlane
 from .conftest import Kubectl
-from .kubelet import ProcessKubelet, running_nodes
 from .product import service_account_kubeconfig
 
 pytestmark = pytest.mark.controlplane

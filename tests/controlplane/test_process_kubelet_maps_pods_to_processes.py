@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .podspec import (
+from modelferry.dev.kube.podspec import (
     ContainerRun,
     Mount,
     StartError,

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from .cluster import ControlPlane
+from modelferry.dev.kube.cluster import ControlPlane
+from modelferry.dev.kube.kubelet import ProcessKubelet, running_nodes
+
 from .conftest import Kubectl
-from .kubelet import ProcessKubelet, running_nodes
 from .test_real_control_plane_comes_up import eventually, uniq
 
 pytestmark = pytest.mark.controlplane

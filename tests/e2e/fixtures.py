@@ -45,7 +45,7 @@ def e2e_kube() -> str:
 @pytest.fixture(scope="module")
 def real_product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real control plane with modelferry installed (tests/controlplane/product.py)."""
-    from tests.controlplane.cluster import BinariesNotBuilt, bin_dir, running_control_plane
+    from modelferry.dev.kube.cluster import BinariesNotBuilt, bin_dir, running_control_plane
     from tests.controlplane.product import install_product, make_kubectl
 
     try:

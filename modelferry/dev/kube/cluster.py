@@ -1,5 +1,6 @@
 """A real Kubernetes control plane on this machine, for the tier that proves what our embedded API
-server can only imitate: real RBAC, admission and controllers (STYLE.md, "Tested where it runs").
+server can only imitate: real RBAC, admission and controllers (STYLE.md, "Tested where it runs"),
+and for `modelferry dev --kube real` (devcluster.py).
 
 `running_control_plane(tmp_dir)` starts etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler from the binaries `hack/kube/build.sh` builds, each on free 127.0.0.1 ports with its
@@ -33,10 +34,10 @@ from modelferry.dev.temporal_server import describe_exit, free_port
 
 from .certs import CertificateAuthority, KeyPair, SigningKeys, write_service_account_keys
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = PROJECT / "hack" / "kube" / "build.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-NOT_BUILT = "real control plane binaries not built: run hack/kube/build.sh"
+NOT_BUILT = "real control plane binaries not built: run `bash hack/kube/build.sh`"
 
 ADMIN = "modelferry-admin"
 CONTROLLER_MANAGER = "system:kube-controller-manager"  # the users the bootstrap RBAC roles bind
@@ -57,12 +58,13 @@ class ControlPlaneFailed(RuntimeError):
     """A component exited or did not become ready; the message carries the end of its log."""
 
 
-def bin_dir() -> Path:
-    """Where the four binaries are: $MODELFERRY_KUBE_BIN; else, on CI (CI=true), whatever
-    build.sh prints last (a failed build raises); else build.sh's cache when it is complete."""
+def bin_dir(*, build_on_ci: bool = True) -> Path:
+    """Where the four binaries are: $MODELFERRY_KUBE_BIN; else, on CI (CI=true) and if
+    `build_on_ci`, whatever build.sh prints last (a failed build raises); else build.sh's cache
+    when it is complete."""
     if explicit := os.environ.get("MODELFERRY_KUBE_BIN"):
         return _complete(Path(explicit), missing=f"MODELFERRY_KUBE_BIN={explicit} lacks")
-    if os.environ.get("CI") == "true":
+    if build_on_ci and os.environ.get("CI") == "true":
         built = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
         return _complete(Path(built.stdout.strip().splitlines()[-1]), missing="build.sh did not produce")
     cache = _cache_bin_dir()
