@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 import yaml
 
+from modelferry.commands.runtime import CONTROL_ACTIVITY_SLOTS
 from modelferry.dev.temporal_server import TemporalDevServer, free_port
 from tests.e2e.processes import worker_env
 
@@ -78,7 +79,8 @@ async def test_probes_follow_the_controllers_dependencies(tmp_path, one_node_clu
         assert await asyncio.to_thread(probe, port, "/livez") == (200, "ok\n")
         status, metrics = await asyncio.to_thread(probe, port, "/metrics")
         assert status == 200 and "# TYPE modelferry_kube_write_conflicts_total counter" in metrics
-        assert 'modelferry_worker_activity_slots{task_queue="modelferry-control"} 32.0' in metrics
+        slots = float(CONTROL_ACTIVITY_SLOTS)
+        assert f'modelferry_worker_activity_slots{{task_queue="modelferry-control"}} {slots}' in metrics
 
         assert temporal.process is not None
         temporal.process.kill()
