@@ -32,7 +32,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.resources import ResourceActivities
-    from modelferry.lifecycle import delivery_fingerprint
+    from modelferry.lifecycle import delivery_fingerprint, fingerprint_matches
     from modelferry.messages import (
         AdminAction,
         AdminPlan,
@@ -615,16 +615,22 @@ class ModelWorkflow:
             return outcome.metadata
         return self._metadata.get(self._version_key(outcome))
 
-    def _wants_delivery(self, node: str, fingerprint: str, generation: int) -> bool:
+    def _matches_spec(self, outcome: NodeOutcome) -> bool:
+        """The outcome delivered what the current spec asks for, whichever fingerprint version
+        recorded it (a new version's keys never re-deliver what an older one delivered)."""
+        assert self._revision is not None
+        return fingerprint_matches(outcome.fingerprint, self._revision.spec)
+
+    def _wants_delivery(self, node: str, generation: int) -> bool:
         if node in self._retry_now:
             return True
         outcome = self._nodes.get(node)
         if outcome is None or outcome.state == NodeModelStatus.UPDATING:
             return True
-        if outcome.state == NodeModelStatus.READY and outcome.fingerprint == fingerprint:
+        if outcome.state == NodeModelStatus.READY and self._matches_spec(outcome):
             return False
         failure = self._failure(node)
-        if failure is None or failure.fingerprint != fingerprint:
+        if failure is None or not self._matches_spec(failure):
             return True  # the spec changed what the node must hold
         if failure.generation != generation:
             return True  # a newer generation (a fixed spec or Secret reference) is a new attempt
@@ -657,7 +663,7 @@ class ModelWorkflow:
             pending = self._pending.pop(node, None)
             if pending is not None:
                 self._start(node, NodeAction(pending.action), fingerprint, pending=pending)
-            elif self._wants_delivery(node, fingerprint, revision.generation):
+            elif self._wants_delivery(node, revision.generation):
                 peers: list[PeerSource] = []
                 if spread is not None:
                     peers = spread.sources_for(node)
@@ -672,7 +678,7 @@ class ModelWorkflow:
                     self._nodes[node] = NodeOutcome(
                         node=node, state=NodeModelStatus.UPDATING.value, generation=revision.generation
                     )
-                elif serving.fingerprint != fingerprint:
+                elif not self._matches_spec(serving):
                     updates.append(node)
                 self._start(node, NodeAction.DELIVER, fingerprint, cause=cause, peers=peers)
         for node in sorted(self._nodes):
@@ -694,7 +700,7 @@ class ModelWorkflow:
             PeerSource(node=node, url=outcome.peer_url, version_id=outcome.version_id)
             for node, outcome in sorted(self._nodes.items())
             if outcome.state == NodeModelStatus.READY
-            and outcome.fingerprint == fingerprint
+            and self._matches_spec(outcome)
             and outcome.peer_url
             and outcome.version_id
             and node not in self._update_failures
@@ -753,14 +759,15 @@ class ModelWorkflow:
             task=task, action=action, fingerprint=fingerprint, serving=serving is not None, peers=bool(peers)
         )
 
-    async def _run_node_input(self, inp: NodeWorkflowInput, *, summary: str) -> NodeOutcome:
+    async def _run_node_input(self, inp: NodeWorkflowInput, *, summary: str | None) -> NodeOutcome:
+        """The child's outcome; a child that failed (or could not start) is a Failed outcome."""
         try:
             return await workflow.execute_child_workflow(
                 NodeWorkflow.run,
                 inp,
                 id=node_workflow_id(model_workflow_id=workflow.info().workflow_id, node_name=inp.node),
                 task_queue=CONTROL_TASK_QUEUE,
-                static_summary=summary[:200],
+                static_summary=summary[:200] if summary is not None else None,
             )
         except (ChildWorkflowError, ActivityError) as err:
             failure = describe_failure(
@@ -942,34 +949,16 @@ class ModelWorkflow:
     async def _run_node(
         self, node: str, action: NodeAction, revision: ModelRevision, *, node_exists: bool
     ) -> NodeOutcome:
-        try:
-            return await workflow.execute_child_workflow(
-                NodeWorkflow.run,
-                NodeWorkflowInput(
-                    ref=self._ref,
-                    revision=revision,
-                    node=node,
-                    action=action,
-                    node_exists=node_exists,
-                    options=self._options,
-                ),
-                id=node_workflow_id(model_workflow_id=workflow.info().workflow_id, node_name=node),
-                task_queue=CONTROL_TASK_QUEUE,
-            )
-        except (ChildWorkflowError, ActivityError) as err:
-            failure = describe_failure(
-                err.cause if isinstance(err, ChildWorkflowError) and err.cause else err
-            )
-            state = NodeModelStatus.FAILED.value
-            return NodeOutcome(
-                node=node,
-                state=state,
-                reason=failure.reason,
-                message=failure.message,
-                generation=revision.generation,
-                fingerprint=delivery_fingerprint(revision.spec),
-                retryable=True,
-            )
+        """Node work of the batched loop and of a deletion: no cause or summary to give."""
+        inp = NodeWorkflowInput(
+            ref=self._ref,
+            revision=revision,
+            node=node,
+            action=action,
+            node_exists=node_exists,
+            options=self._options,
+        )
+        return await self._run_node_input(inp, summary=None)
 
     async def _write_spec_metadata(self, revision: ModelRevision, fingerprint: str) -> None:
         if self._metadata_written_for == fingerprint or skip_config_parsing(revision.annotations):
