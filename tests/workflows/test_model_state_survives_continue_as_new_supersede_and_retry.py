@@ -206,6 +206,11 @@ async def test_a_failure_that_can_heal_is_retried_on_the_models_timer(temporal):
         assert len(stand_ins.download_inputs) >= 2
         retried = [e for e in stand_ins.events if e.reason == "DownloadStarted"][-1]
         assert "retry of generation 1 after a failure" in retried.message
+
+        async def ready_written() -> bool:  # status writes are coalesced: they trail the query
+            return bool(stand_ins.statuses) and stand_ins.statuses[-1]["state"] == "Ready"
+
+        await until(ready_written, "Ready written")
         statuses = [s["state"] for s in stand_ins.statuses]
         assert "Failed" in statuses and statuses[-1] == "Ready"
 
