@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import logging
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -77,10 +78,13 @@ class PeerDropped(Exception):
 
 class PeerSlow(PeerDropped):
     """Internal: this peer timed out. A busy peer is not a bad one: the range goes on elsewhere,
-    and the peer is dropped only after `SLOW_STRIKES` timeouts in one download."""
+    and the peer is dropped only after `SLOW_STRIKES` busy spells in one download."""
 
 
-# Timeouts a peer may have in one download before it is dropped; any other failure drops it at once.
+# Busy spells a peer may have in one download before it is dropped; any other failure drops it at
+# once. Timeouts less than one read timeout after the spell's first are the same spell: ranges in
+# flight together stall together when a peer is busy feeding many nodes at once (the netns bench
+# saw healthy peers dropped when each of those timeouts counted).
 SLOW_STRIKES = 3
 
 
@@ -103,9 +107,11 @@ class PeeredBackend:
         self.peers = list(peers)
         self.storage_path = storage_path
         self._token = token
+        self._read_timeout = read_timeout
         self._lock = threading.Lock()
         self._dropped: dict[str, str] = {}
         self._strikes: dict[str, int] = {}
+        self._spell_started: dict[str, float] = {}
         self._fed: dict[str, int] = {}
         self._served: dict[str, set[str]] = {}  # file name -> peers that fed bytes of its current try
         self._http = urllib3.PoolManager(
@@ -129,13 +135,18 @@ class PeeredBackend:
             return dict(self._dropped)
 
     def strike(self, node: str, reason: str) -> None:
-        """A timeout: this range goes on from the next source; the third one drops the peer."""
+        """A timeout: this range goes on from the next source; the third busy spell drops the peer."""
+        now = time.monotonic()
         with self._lock:
+            started = self._spell_started.get(node)
+            if started is not None and now - started < self._read_timeout:
+                return  # another range of the same spell
+            self._spell_started[node] = now
             self._strikes[node] = strikes = self._strikes.get(node, 0) + 1
         if strikes >= SLOW_STRIKES:
-            self.drop(node, f"{reason} ({strikes} timeouts)")
+            self.drop(node, f"{reason} ({strikes} times busy past the read timeout)")
         else:
-            log.info("peer %s slow (%d of %d timeouts): %s", node, strikes, SLOW_STRIKES, reason)
+            log.info("peer %s busy (%d of %d times): %s", node, strikes, SLOW_STRIKES, reason)
 
     def drop(self, node: str, reason: str) -> None:
         with self._lock:

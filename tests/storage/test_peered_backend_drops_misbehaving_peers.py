@@ -64,7 +64,9 @@ class FakePeer:
                 body = data[start:end]
                 if peer.mode == "too-much":
                     body += b"extra"
-                if peer.mode == "stall" or (peer.mode == "stall-once" and len(peer.requests) == 1):
+                busy = peer.mode == "stall-once" and len(peer.requests) == 1
+                busy |= peer.mode == "stall-first-three" and len(peer.requests) <= 3
+                if peer.mode == "stall" or busy:
                     self._head(206, len(body), f"bytes {start}-{end - 1}/{len(data)}")
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -166,3 +168,17 @@ def test_a_peer_that_is_slow_once_is_not_dropped(peers, fast_options, dest: Path
     assert backend.dropped_peers == {}
     assert backend.bytes_from_peers["busy"] > 0
     assert origin.bytes_served < sum(len(v) for v in FILES.values())
+
+
+def test_ranges_that_stall_together_are_one_busy_spell(peers, fast_options, dest: Path):
+    """A peer busy feeding other nodes stalls every range in flight at once: three timeouts of the
+    same spell are one strike, so the peer is kept and feeds what follows; one that never answers
+    is still dropped (the "stall" case above)."""
+    peers["busy"] = FakePeer("stall-first-three")
+    origin = MemoryBackend(dict(FILES))
+    backend = peered(origin, ("busy", peers["busy"]))
+    download_model(backend, dest, options=fast_options)
+    assert visible_files(dest) == FILES
+    assert backend.dropped_peers == {}
+    assert len(peers["busy"].requests) > 3
+    assert backend.bytes_from_peers["busy"] > 0
