@@ -66,6 +66,11 @@ class TenancyError(InvalidSpecError):
     """A resource names another namespace's Secret or claim, which its kind or the settings forbid."""
 
 
+class InvalidSettingsError(PermanentError):
+    """The process's settings cannot do what is asked of them (a worker Job that could not reach
+    Temporal); the message names the settings to change. Heals once they are changed."""
+
+
 # --- ownership of paths on a node ---------------------------------------------------------------
 
 

@@ -239,6 +239,10 @@ def overflow_configmap_name(node: str, index: int) -> str:
 # --- Temporal ---------------------------------------------------------------------------------
 
 CONTROL_TASK_QUEUE = "modelferry-control"
+# Where every role mounts the Secret `temporal.credentials_secret` names (one file per key), and
+# the key that holds the API key.
+TEMPORAL_CREDENTIALS_DIR = "/etc/modelferry/temporal"
+TEMPORAL_API_KEY_SECRET_KEY = "api-key"
 
 
 def node_task_queue(node_name: str) -> str:

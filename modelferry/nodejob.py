@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from modelferry.durations import format_duration
-from modelferry.names import MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_WORKER_LABEL, node_task_queue
-from modelferry.settings import Settings
+from modelferry.errors import InvalidSettingsError
+from modelferry.names import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    NODE_WORKER_LABEL,
+    TEMPORAL_API_KEY_SECRET_KEY,
+    TEMPORAL_CREDENTIALS_DIR,
+    node_task_queue,
+)
+from modelferry.settings import Settings, TemporalSettings, env_var
 
 _DNS_UNSAFE = re.compile(r"[^a-z0-9-]")
 PVC_MOUNT_ROOT = "/mnt/modelferry-pvc"
+TEMPORAL_CREDENTIALS_VOLUME = "temporal-credentials"
+_TLS_PATH_SETTINGS = ("tls_client_cert_path", "tls_client_key_path", "tls_server_ca_path")
 
 
 def _dns_name(prefix: str, *parts: str) -> str:
@@ -72,6 +83,48 @@ def observability_args(settings: Settings) -> list[str]:
     return [*args, "--port", str(port), "--bind-address", settings.health.bind_address]
 
 
+def check_job_can_reach_temporal(temporal: TemporalSettings) -> None:
+    """Refuse settings with which a worker Job could not connect as the controller does: it has
+    only its own env and volumes, so the API key and the TLS files must come from the Secret
+    `credentials_secret` names."""
+    secret = temporal.credentials_secret
+    if temporal.api_key_env and not secret:
+        raise InvalidSettingsError(
+            f"temporal.api_key_env is set ({temporal.api_key_env}) but temporal.credentials_secret "
+            "is not: a worker Job can get the API key only from that Secret (key "
+            f"{TEMPORAL_API_KEY_SECRET_KEY!r}); name the Secret in temporal.credentials_secret"
+        )
+    if not secret:
+        return  # TLS paths are used as given (files in the image, such as a system CA bundle)
+    credentials_dir = PurePosixPath(TEMPORAL_CREDENTIALS_DIR)
+    for key in _TLS_PATH_SETTINGS:
+        path = getattr(temporal, key)
+        if path is None:
+            continue
+        posix = PurePosixPath(path)
+        if credentials_dir not in posix.parents or ".." in posix.parts:
+            raise InvalidSettingsError(
+                f"temporal.{key} ({path}) is outside {TEMPORAL_CREDENTIALS_DIR}, where worker Jobs "
+                f"mount temporal.credentials_secret ({secret}): a Job could not read it"
+            )
+
+
+def temporal_env(settings: Settings) -> list[dict[str, Any]]:
+    """Every `temporal` setting that is set, as the variable the worker's settings loader reads
+    (so a new one cannot be left behind), and the API key's variable from the credentials Secret."""
+    temporal = settings.temporal
+    check_job_can_reach_temporal(temporal)
+    env: list[dict[str, Any]] = []
+    for key, value in temporal.model_dump().items():
+        if value is None or value is False:  # the worker's default
+            continue
+        env.append({"name": env_var(f"temporal.{key}"), "value": "true" if value is True else str(value)})
+    if temporal.api_key_env:
+        ref = {"name": temporal.credentials_secret, "key": TEMPORAL_API_KEY_SECRET_KEY}
+        env.append({"name": temporal.api_key_env, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
 def build_worker_job(
     *, settings: Settings, node: str, namespace: str, claim_name: str | None = None
 ) -> dict[str, Any]:
@@ -113,9 +166,18 @@ def build_worker_job(
         )
         mounts.append({"name": "claim", "mountPath": mount_path, "readOnly": True})
         args += ["--pvc", f"{claim_namespace}:{claim_name}={mount_path}"]
+    if secret := settings.temporal.credentials_secret:  # read by the worker's uid 0 alone
+        volumes.append(
+            {
+                "name": TEMPORAL_CREDENTIALS_VOLUME,
+                "secret": {"secretName": secret, "defaultMode": 0o400, "optional": False},
+            }
+        )
+        mounts.append(
+            {"name": TEMPORAL_CREDENTIALS_VOLUME, "mountPath": TEMPORAL_CREDENTIALS_DIR, "readOnly": True}
+        )
     env = [
-        {"name": "MODELFERRY_TEMPORAL_ADDRESS", "value": settings.temporal.address},
-        {"name": "MODELFERRY_TEMPORAL_NAMESPACE", "value": settings.temporal.namespace},
+        *temporal_env(settings),
         {"name": "MODELFERRY_AGENT_NAMESPACE", "value": settings.kube.agent_namespace},
     ]
     labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, NODE_WORKER_LABEL: _dns_name("", node)[:63]}

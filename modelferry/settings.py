@@ -47,6 +47,13 @@ class TemporalSettings(_Section):
     tls_client_key_path: Path | None = None
     tls_server_ca_path: Path | None = None
     api_key_env: str | None = None  # name of the env var holding the API key, never the key
+    # The Kubernetes Secret holding the client credentials (keys tls.crt, tls.key, ca.crt and
+    # api-key, each optional). The controller only names it: the worker Jobs it creates mount it
+    # read-only at names.TEMPORAL_CREDENTIALS_DIR (so the TLS paths must lie there) and get
+    # api_key_env's variable from its api-key. A pvc:// Job runs in the claim's namespace and can
+    # mount only that namespace's Secret: create it there too, beside the RoleBindings deploy/rbac
+    # asks for there.
+    credentials_secret: str | None = None
 
 
 class KubeSettings(_Section):

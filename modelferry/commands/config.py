@@ -34,6 +34,8 @@ from modelferry.commands.settingflags import (
 MASK = "***"
 # A key named like a credential (not the name of a variable or a file that holds one).
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|credential|api_?key)(?!_env|_path)", re.I)
+# Keys whose value is the name of a Kubernetes Secret, never its contents.
+_NAMES_A_SECRET = frozenset({"credentials_secret"})
 _URL_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@", re.I)
 
 
@@ -79,7 +81,7 @@ def mask_value(key: str, value: Any) -> Any:
     masked, lists and maps masked item by item."""
     if value is None:
         return None
-    if _SECRET_KEY.search(key):
+    if _SECRET_KEY.search(key) and key not in _NAMES_A_SECRET:
         return MASK
     if isinstance(value, str):
         return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", value)

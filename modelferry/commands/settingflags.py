@@ -23,6 +23,7 @@ FLAGS: dict[str, str] = {
     "temporal_tls_key": "temporal.tls_client_key_path",
     "temporal_tls_ca": "temporal.tls_server_ca_path",
     "temporal_api_key_env": "temporal.api_key_env",
+    "temporal_credentials_secret": "temporal.credentials_secret",
     "concurrency": "download.concurrency",
     "multipart_concurrency": "download.multipart_concurrency",
     "download_retry": "download.download_retry",
@@ -79,6 +80,12 @@ def add_temporal_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="VAR",
         help="name of the environment variable holding the Temporal API key (the key is never a flag)",
+    )
+    p.add_argument(
+        "--temporal-credentials-secret",
+        default=None,
+        metavar="SECRET",
+        help="Kubernetes Secret (tls.crt, tls.key, ca.crt, api-key) the worker Jobs mount for Temporal",
     )
 
 

@@ -125,6 +125,7 @@ def test_secret_values_are_never_printed(capsys, tmp_path: Path, monkeypatch) ->
         ("token", "abc", "***"),
         ("api_key_env", "TEMPORAL_API_KEY", "TEMPORAL_API_KEY"),
         ("token_env", "PEER_TOKEN", "PEER_TOKEN"),
+        ("credentials_secret", "temporal-creds", "temporal-creds"),  # a Secret's name, not its data
         ("tls_client_key_path", "/certs/tls.key", "/certs/tls.key"),
         ("address", "https://u:p@host:443", "https://***@host:443"),
         ("address", "temporal:7233", "temporal:7233"),

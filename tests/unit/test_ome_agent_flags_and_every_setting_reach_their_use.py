@@ -4,11 +4,12 @@ that uses it.
 - OME's model-agent flags (sgl-project/ome cmd/model-agent/main.go) start `modelferry worker`
   unchanged, with OME's defaults except where `modelferry.settings` says why not.
 - Every setting has its `MODELFERRY_<SECTION>_<KEY>` variable (a map has a flag instead).
-- Temporal's address, namespace, TLS files and API key variable reach `Client.connect`; the models
-  roots reach admission; `--node-label-retry` the ConfigMap writer; `--log-level` the logging
-  setup of every long-running role; worker mode, idle exit, download timeout and heartbeat what
-  the controller builds. (Download settings: test_download_settings_reach_node_workers.py;
-  pipeline settings: test_settings_become_pipeline_options.py.)
+- Temporal's address, namespace, TLS files and API key variable reach `Client.connect`, and the
+  credentials Secret the worker Jobs' Pods; the models roots reach admission; `--node-label-retry`
+  the ConfigMap writer; `--log-level` the logging setup of every long-running role; worker mode,
+  idle exit, download timeout and heartbeat what the controller builds. (Download settings:
+  test_download_settings_reach_node_workers.py; pipeline settings:
+  test_settings_become_pipeline_options.py.)
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "temporal.tls_client_key_path": ("/certs/tls.key", Path("/certs/tls.key")),
     "temporal.tls_server_ca_path": ("/certs/ca.crt", Path("/certs/ca.crt")),
     "temporal.api_key_env": ("TEMPORAL_API_KEY", "TEMPORAL_API_KEY"),
+    "temporal.credentials_secret": ("temporal-creds", "temporal-creds"),
     "kube.kubeconfig": ("/home/me/.kube/config", Path("/home/me/.kube/config")),
     "kube.agent_namespace": ("models", "models"),
     "kube.report_formats": ("ome", "ome"),
@@ -421,6 +423,19 @@ def test_worker_mode_decides_whether_the_controller_creates_a_job(mode: str, job
     for settings in (from_flag, from_env):
         result, created = _ensure_worker(settings)
         assert (result.mode, len(created)) == (mode, jobs)
+
+
+@pytest.mark.parametrize("way", ["flag", "env"])
+def test_the_temporal_credentials_secret_reaches_the_job_workers_pod(way: str) -> None:
+    """The controller names the Secret; the Job mounts it (the Job's env and volume in full:
+    test_job_workers_connect_to_temporal_as_the_controller_does.py)."""
+    if way == "flag":
+        args = build_parser().parse_args(["controller", "--temporal-credentials-secret", "temporal-creds"])
+        settings = load_settings(environ={}, overrides=controller.settings_overrides(args))
+    else:
+        settings = load_settings(environ={"MODELFERRY_TEMPORAL_CREDENTIALS_SECRET": "temporal-creds"})
+    pod = build_worker_job(settings=settings, node="n1", namespace="ome")["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["temporal-creds"]
 
 
 def test_idle_exit_reaches_the_job_workers_command_line() -> None:
