@@ -4,6 +4,11 @@ The engine hashed every byte while writing; this check makes sure nothing change
 listed file exists as a regular file inside the directory, with the listed size, and a file whose
 mtime differs from the one recorded at verification time is re-hashed against its digests.
 `deep=True` re-hashes everything (continuous verification).
+
+`verify_model_dir` makes one `verify file` span per file, a child of the current span (the verify
+activity's): `modelferry.file.name`, `.size` and `.rehashed`; a file that fails has status ERROR.
+Continuous verification calls `file_problem` directly and makes none: it runs outside any
+delivery's trace.
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from opentelemetry import trace
+
 from activities.storage.manifest import FileRecord, StateLayout, read_manifest
 from modelferry.errors import IntegrityError, PermanentError
 
 _CHUNK = 4 * 1024 * 1024
+
+tracer = trace.get_tracer("modelferry.verify")
 
 
 class VerificationFailedError(IntegrityError, PermanentError):
@@ -90,10 +99,13 @@ def verify_model_dir(
     root = directory.resolve()
     rehashed = 0
     for record in manifest.files:
-        problem, hashed = file_problem(directory, record, root=root, deep=deep, heartbeat=heartbeat)
-        rehashed += hashed
-        if problem is not None:
-            raise VerificationFailedError(f"{directory}: {problem}")
+        with tracer.start_as_current_span("verify file") as span:
+            span.set_attributes({"modelferry.file.name": record.name, "modelferry.file.size": record.size})
+            problem, hashed = file_problem(directory, record, root=root, deep=deep, heartbeat=heartbeat)
+            span.set_attribute("modelferry.file.rehashed", hashed)
+            rehashed += hashed
+            if problem is not None:
+                raise VerificationFailedError(f"{directory}: {problem}")
         if heartbeat:
             heartbeat()
     return VerifyReport(files=len(manifest.files), total_bytes=manifest.total_bytes, rehashed=rehashed)

@@ -12,7 +12,9 @@
 6. checks free space for the bytes still needed (InsufficientDiskSpaceError "needs X, Y free",
    retryable: space can be freed; a disk that fills mid-transfer also removes the partial files);
 7. fetches files `options.concurrency` at a time, largest first, each in ranged parts
-   (`transfer.fetch_file`), verifying digests computed while writing;
+   (`transfer.fetch_file`), verifying digests computed while writing; each fetched file is a
+   `download file` span, a child of the span current when `download_model` was called (files
+   kept from an earlier run are not fetched and have none);
 8. removes stale files of its own earlier downloads, then writes `.modelferry/manifest.json`
    last: the directory is complete exactly when that file exists.
 
@@ -35,6 +37,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from opentelemetry import context as otel_context
 
 from activities.storage.base import DownloadOptions, DownloadProgress, ModelListing, StorageBackend
 from activities.storage.diskspace import check_free_space
@@ -271,6 +275,8 @@ class _ModelRun:
             progress=self.tracker,
             stop=self.stop,
             cancel=cancel,
+            # The caller's context, so each file's span (made in a worker thread) is its child.
+            trace_parent=otel_context.get_current(),
         )
         workers = [
             threading.Thread(target=self._worker, args=(ctx,), name=f"file-worker-{i}", daemon=True)

@@ -13,6 +13,15 @@ the backend's read timeout). It is *abandoned*: it holds no lock while it waits,
 every write it takes its part's lock and checks the abandoned flag, so once the coordinator has
 abandoned it (under the same lock) it can never write again. That is what makes it safe to
 retry the part at once on a new connection, and to close the file when the run stops.
+
+Each file is one OpenTelemetry span, `download file`, a child of `TransferContext.trace_parent`
+(the span current where the download was asked for: the activity's). Its attributes say what the
+fetch cost: `modelferry.file.name`, `.size`, `.bytes_fetched` (less than the size after a resume;
+more after a refetch), `.parts` (ranges requested, retries not counted), `.part_retries`,
+`.attempts` (2 after a checksum mismatch), `.digests` (the kinds verified while writing) and
+`modelferry.source.scheme`. A failed file records its exception and has status ERROR; a file
+interrupted because the download stops (cancel, or another file failed) has
+`modelferry.file.interrupted` and no error. With no tracer provider installed the span is a no-op.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from activities.storage.base import Buffer, DownloadOptions, RemoteFile, SourceFailover, StorageBackend
 from activities.storage.diskspace import disk_full_error
@@ -64,6 +77,8 @@ CHECKPOINT_INTERVAL = 1.0
 MAX_RETRY_AFTER = 600.0  # a Retry-After beyond this is treated as this (then retried or failed)
 TICK = 0.1  # the coordinator's longest sleep: bounds stall detection and cancel latency
 
+tracer = trace.get_tracer("modelferry.storage")  # a proxy: follows whatever provider is set later
+
 
 class StopRequested(Exception):
     """Internal: the model download is stopping (cancel, or another file failed)."""
@@ -81,9 +96,20 @@ class TransferContext:
     progress: ProgressTracker
     stop: threading.Event  # set when another file failed
     cancel: threading.Event  # the caller's cancel
+    trace_parent: otel_context.Context | None = None  # the parent of each file's span
 
     def stopping(self) -> bool:
         return self.stop.is_set() or self.cancel.is_set()
+
+
+@dataclass(slots=True)
+class _FileStats:
+    """What one file's fetch cost, over all its attempts (its span's attributes)."""
+
+    bytes_fetched: int = 0
+    parts: int = 0
+    part_retries: int = 0
+    attempts: int = 0
 
 
 @dataclass(eq=False)
@@ -120,13 +146,50 @@ def fetch_file(ctx: TransferContext, remote: RemoteFile, name: PurePosixPath) ->
     A mismatch in bytes a failover source fed (a peer: `SourceFailover`) is that source's fault:
     it is dropped and the file fetched again without counting the try.
     """
+    stats = _FileStats()
+    with tracer.start_as_current_span(
+        "download file", context=ctx.trace_parent, record_exception=False, set_status_on_exception=False
+    ) as span:
+        span.set_attributes(
+            {
+                "modelferry.file.name": remote.name,
+                "modelferry.file.size": remote.size,
+                "modelferry.file.digests": sorted(expected_digests(remote)),
+                "modelferry.source.scheme": ctx.backend.scheme,
+            }
+        )
+        try:
+            return _fetch_verified(ctx, remote, name, stats, span)
+        except StopRequested:
+            span.set_attribute("modelferry.file.interrupted", True)
+            raise
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            span.set_attributes(
+                {
+                    "modelferry.file.bytes_fetched": stats.bytes_fetched,
+                    "modelferry.file.parts": stats.parts,
+                    "modelferry.file.part_retries": stats.part_retries,
+                    "modelferry.file.attempts": stats.attempts,
+                }
+            )
+
+
+def _fetch_verified(
+    ctx: TransferContext, remote: RemoteFile, name: PurePosixPath, stats: _FileStats, span: trace.Span
+) -> FileRecord:
     paths = ctx.layout.partial_paths(name)
     attempt = 0
     while attempt < 2:
         attempt += 1
+        stats.attempts += 1
         try:
-            return _FileTransfer(ctx, remote, name, paths).run()
+            return _FileTransfer(ctx, remote, name, paths, stats).run()
         except ChecksumMismatchError as error:
+            span.add_event("checksum mismatch", {"modelferry.error": error.message})
             discard_partial(paths)
             ctx.progress.file_reset(remote.name)
             if isinstance(ctx.backend, SourceFailover) and ctx.backend.checksum_failed(remote):
@@ -152,8 +215,16 @@ def fetch_file(ctx: TransferContext, remote: RemoteFile, name: PurePosixPath) ->
 
 
 class _FileTransfer:
-    def __init__(self, ctx: TransferContext, remote: RemoteFile, name: PurePosixPath, paths: PartialPaths):
+    def __init__(
+        self,
+        ctx: TransferContext,
+        remote: RemoteFile,
+        name: PurePosixPath,
+        paths: PartialPaths,
+        stats: _FileStats,
+    ):
         self.ctx = ctx
+        self.stats = stats
         self.remote = remote
         self.name = name
         self.paths = paths
@@ -231,6 +302,7 @@ class _FileTransfer:
             _Part(start=s, end=e, cursor=s)
             for s, e in split_ranges(gaps, part_size=opts.part_size, multipart=multipart)
         ]
+        self.stats.parts += len(pending)
         width = max(1, opts.multipart_concurrency if multipart else 1)
         running: list[_Attempt] = []
         try:
@@ -281,6 +353,7 @@ class _FileTransfer:
         part.failures = 1 if made_progress else part.failures + 1
         if part.failures > self.options.retries:
             raise error
+        self.stats.part_retries += 1
         retry_after = error.retry_after if isinstance(error, TemporaryError) else None
         delay = backoff_delay(part.failures, options=self.options, retry_after=retry_after)
         log.info(
@@ -299,6 +372,7 @@ class _FileTransfer:
 
     def _note_written(self, size: int) -> None:
         with self._count_lock:
+            self.stats.bytes_fetched += size
             self._unsaved += size
             due = self._unsaved >= CHECKPOINT_BYTES
         if due:

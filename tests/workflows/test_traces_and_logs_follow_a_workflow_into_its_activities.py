@@ -1,6 +1,7 @@
 """Tracing and JSON logs through a real worker on the Temporal dev server: the client from
 `connect_temporal` carries temporalio's TracingInterceptor, so starting a workflow, running it and
-running its activity are spans of one trace (the worker inherits the interceptor from the client);
+running its activity are spans of one trace (the worker inherits the interceptor from the client),
+down to each file the node's download and verify activities fetch and check;
 and a JSON log line inside the workflow or the activity carries the workflow ID and the model read
 back from it, an activity's line the trace ID too. Beside them, the metrics a worker keeps of
 Temporal: activity slots in use, and running workflows counted from visibility."""
@@ -11,20 +12,37 @@ import io
 import json
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    import activities.download as download_module
+    from activities.download import DownloadActivities
+    from activities.files import FilesActivities
     from modelferry.commands.logs import setup_logging
     from modelferry.commands.runtime import connect_temporal
     from modelferry.dev.temporal_server import TemporalDevServer
+    from modelferry.messages import (
+        DownloadModelInput,
+        DownloadModelResult,
+        ModelRef,
+        VerifyModelInput,
+        VerifyModelResult,
+    )
+    from modelferry.names import ModelKind
     from modelferry.settings import load_settings
+    from tests.storage.fakes import MemoryBackend
 
 
 @activity.defn
@@ -55,6 +73,29 @@ class TracedWorkflow:
     async def run(self, name: str) -> str:
         workflow.logger.info("asking for a greeting")
         return await workflow.execute_activity(greet, name, start_to_close_timeout=timedelta(seconds=30))
+
+
+@workflow.defn
+class TracedDeliveryWorkflow:
+    @workflow.run
+    async def run(self, inp: DownloadModelInput) -> int:
+        once = RetryPolicy(maximum_attempts=1)
+        downloaded = await workflow.execute_activity(
+            "download_model",
+            inp,
+            result_type=DownloadModelResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=once,
+        )
+        work = VerifyModelInput(ref=inp.ref, spec=inp.spec, node=inp.node, version_id=downloaded.version_id)
+        verified = await workflow.execute_activity(
+            "verify_model",
+            work,
+            result_type=VerifyModelResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=once,
+        )
+        return verified.files
 
 
 async def test_a_workflow_and_its_activity_are_one_trace_and_their_logs_say_which(
@@ -157,3 +198,47 @@ async def test_activity_slots_in_use_are_counted(temporal: TemporalDevServer):
         metrics.REGISTRY.get_sample_value("modelferry_worker_activity_slots_used", {"task_queue": queue}) == 0
     )
     assert metrics.REGISTRY.get_sample_value("modelferry_worker_activity_slots", {"task_queue": queue}) == 3
+
+
+async def test_the_download_and_verify_activities_have_a_span_per_file(
+    temporal: TemporalDevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spans
+):
+    """The interceptor's spans and the per-file spans (made through the global provider, from the
+    engine's worker threads) land in one exporter: the `spans` fixture's."""
+    files = {"a.bin": b"A" * 700_000, "b.bin": b"B" * 3000, "c.txt": b"C" * 10}
+    monkeypatch.setattr(download_module, "open_backend", lambda *a, **k: MemoryBackend(dict(files)))
+    (tmp_path / "node").mkdir()
+    settings = load_settings(
+        environ={}, overrides={"temporal.address": temporal.address, "node.root": str(tmp_path / "node")}
+    )
+    client = await connect_temporal(settings, tracer_provider=trace.get_tracer_provider())
+    queue = f"delivery-{uuid.uuid4().hex[:8]}"
+    inp = DownloadModelInput(
+        ref=ModelRef(kind=ModelKind.CLUSTER_BASE_MODEL, name="traced", uid="u1"),
+        spec={"storage": {"storageUri": "s3://weights/traced", "path": "/raid/models/traced"}},
+        node="node-1",
+    )
+    activities = [
+        DownloadActivities(settings=settings, secrets=None).download_model,
+        FilesActivities(settings=settings).verify_model,
+    ]
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[TracedDeliveryWorkflow],
+            activities=activities,
+            activity_executor=executor,
+        ):
+            verified = await client.execute_workflow(
+                TracedDeliveryWorkflow.run, inp, id=f"delivery-{queue}", task_queue=queue
+            )
+    assert verified == len(files)
+
+    finished = spans.get_finished_spans()
+    assert len({s.context.trace_id for s in finished}) == 1
+    for activity_name, child in [("download_model", "download file"), ("verify_model", "verify file")]:
+        (run,) = [s for s in finished if s.name == f"RunActivity:{activity_name}"]
+        children = [s for s in finished if s.name == child]
+        assert sorted(s.attributes["modelferry.file.name"] for s in children) == sorted(files)
+        assert {s.parent.span_id for s in children} == {run.context.span_id}
