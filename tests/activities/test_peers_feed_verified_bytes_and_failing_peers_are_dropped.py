@@ -144,10 +144,11 @@ def test_a_peer_whose_version_was_deleted_answers_404_and_the_origin_serves(hub,
 
 def test_an_unreachable_peer_is_skipped_for_the_next_one(hub, holder, b):
     a, version = holder
-    with socket.socket() as closed:
+    # Bound but not listening, and held: connections are refused, and no other process (a
+    # parallel test) can take the port meanwhile.
+    with socket.socket() as closed, served_peer(a, token=TOKEN) as peer:
         closed.bind(("127.0.0.1", 0))
         dead = PeerSource(node="gone", url=f"http://127.0.0.1:{closed.getsockname()[1]}", version_id=version)
-    with served_peer(a, token=TOKEN) as peer:
         before = hub.bytes_served
         result = download(b, model_input("b", [dead, peer.source("a", version)]))
     assert version_files(b, version) == FILES
