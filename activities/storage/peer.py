@@ -257,10 +257,15 @@ class PeeredBackend:
 
 
 def _timed_out(error: BaseException) -> bool:
-    if isinstance(error, (urllib3.exceptions.TimeoutError, TimeoutError)):
-        return True
-    reason = getattr(error, "reason", None)  # MaxRetryError wraps the timeout
-    return isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError))
+    reason = getattr(error, "reason", None)  # MaxRetryError wraps the cause
+    for cause in (error, reason):
+        # urllib3's NewConnectionError (refused, unreachable) subclasses ConnectTimeoutError: a
+        # peer that refuses is gone, not busy
+        if isinstance(cause, urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(cause, (urllib3.exceptions.TimeoutError, TimeoutError)):
+            return True
+    return False
 
 
 def _check_answer(response: urllib3.BaseHTTPResponse, *, file: RemoteFile, start: int, end: int) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import urllib3
 
 from activities.storage.engine import download_model
-from activities.storage.peer import Peer, PeeredBackend
+from activities.storage.peer import Peer, PeeredBackend, _timed_out
 from tests.storage.conftest import model_bytes, visible_files
 from tests.storage.fakes import MemoryBackend
 
@@ -182,3 +183,21 @@ def test_ranges_that_stall_together_are_one_busy_spell(peers, fast_options, dest
     assert backend.dropped_peers == {}
     assert len(peers["busy"].requests) > 3
     assert backend.bytes_from_peers["busy"] > 0
+
+
+_REFUSED = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "busy"),
+    [
+        (urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out"), True),  # type: ignore[arg-type]
+        (urllib3.exceptions.ConnectTimeoutError("connect timed out"), True),
+        (TimeoutError("timed out"), True),
+        (_REFUSED, False),  # a subclass of ConnectTimeoutError in urllib3 2, but the peer is gone
+        (urllib3.exceptions.MaxRetryError(None, "/x", _REFUSED), False),  # type: ignore[arg-type]
+        (urllib3.exceptions.ProtocolError("connection reset"), False),
+    ],
+)
+def test_only_timeouts_count_as_a_busy_peer(error: BaseException, busy: bool):
+    assert _timed_out(error) is busy
