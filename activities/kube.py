@@ -290,9 +290,8 @@ class KubeClient:
         secret = self._call(
             f"read secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
         )
-        out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.data or {}).items()}
-        out.update(secret.string_data or {})
-        return out
+        # stringData is write-only: the API server merges it into data, and a read never returns it
+        return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.data or {}).items()}
 
     # --- events -----------------------------------------------------------------------------
 
