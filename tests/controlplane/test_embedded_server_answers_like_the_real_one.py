@@ -73,6 +73,9 @@ KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
     ("jobs/delete job-a held", ".metadata.finalizers"): JOB_ORPHAN,
     ("jobs/get job-a deleting", ".metadata.finalizers"): JOB_ORPHAN,
 }
+# Divergences a controller may already have undone when we look (the garbage collector removes
+# the orphan finalizer within a moment): expected, but not required, to show.
+RACING_A_CONTROLLER = {("jobs/get job-a deleting", ".metadata.finalizers")}
 
 
 @dataclass
@@ -524,7 +527,11 @@ def test_the_same_requests_get_the_same_answers(servers: tuple[Wire, Wire], kind
     print(f"\n{kind.plural}: fields only the real server returns (defaults, controllers):")
     print("  " + (", ".join(sorted(set(defaults))) or "none"))
     unexpected = {k: v for k, v in found.items() if k not in KNOWN_DIVERGENCES}
-    gone = [k for k in KNOWN_DIVERGENCES if k[0].startswith(f"{kind.plural}/") and k not in found]
+    gone = [
+        k
+        for k in KNOWN_DIVERGENCES
+        if k[0].startswith(f"{kind.plural}/") and k not in found and k not in RACING_A_CONTROLLER
+    ]
     assert not unexpected, "\n".join(f"{s} {w}: {what}" for (s, w), what in unexpected.items())
     assert not gone, f"listed in KNOWN_DIVERGENCES but no longer different: {gone}"
 
