@@ -11,7 +11,10 @@ version (`modelferry.verify_schedule` decides when):
 - *deep*: the same, and every byte hashed against the manifest's digests (`activities.verify`),
   one model at a time in a thread, so a node's downloads keep the disk and the CPU.
 
-A healthy model causes no write and no signal, so restarting a worker changes nothing. Damage is
+After each check the version's check times are recorded in its state directory
+(`activities.check_record`), so a restarted worker, or the next short-lived Job on the node,
+resumes the schedule; a healthy model causes no other write and no signal. Each check runs inside
+`busy()`, so a Job-mode worker does not take a long deep check for idleness and exit. Damage is
 logged as one WARNING line and signalled to the model's workflow (`report_damage`, a
 `DamageReport`), which repairs the model on this node; the same damage is not signalled again
 within the verify interval. Damage seen while the link moved (an activation, a delete) or while a
@@ -27,12 +30,14 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.check_record import read_check_times, write_check_times
 from activities.ownership import read_owner
 from activities.storage.engine import LOCK_FILE_NAME
 from activities.storage.manifest import StateLayout, read_manifest
@@ -248,13 +253,20 @@ class ContinuousVerifier:
         deep_interval: float,
         send: DamageSender,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        busy: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
+        """`clock` schedules; `wall_clock` only converts the recorded times; `busy()` is entered
+        around each check (the Job's idle tracker)."""
         self._node = node
         self._roots = list(models_roots)
         self._verify_interval = verify_interval
         self._deep_interval = deep_interval
         self._send = send
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._mark_busy = busy
+        self._unrecorded_warned = False
         self._times: dict[tuple[str, str], CheckTimes] = {}
         self._reported: dict[str, dict[DamageKey, float]] = {}  # per store: damage -> when reported
         self._busy: dict[tuple[str, str], float] = {}  # a download holds the version: not before
@@ -278,22 +290,32 @@ class ContinuousVerifier:
         self._busy = {k: until for k, until in self._busy.items() if k in held and until > now}
         sent: list[DamageReport] = []
         for model in models:
-            times = self._times.setdefault(model.key, CheckTimes(first_seen=now))
+            times = self._times.get(model.key)
+            if times is None:
+                times = await asyncio.to_thread(self._recorded_times, model, now=now)
+                self._times[model.key] = times
             kind = self._due(self._clock(), times)
             if kind is None or model.key in self._busy:
                 continue
             if await asyncio.to_thread(_download_running, model.version_dir):
                 self._busy[model.key] = self._clock() + MAX_SLEEP  # look again in a while
                 continue
+            started = self._clock()
             try:
-                damage = await asyncio.to_thread(check_version, model, kind, stop=self._stop)
+                with self._mark_busy():
+                    damage = await asyncio.to_thread(check_version, model, kind, stop=self._stop)
             except _Stopped:
                 return sent
             checked = self._clock()
-            times.cheap_at = checked
+            # Intervals run from a check's start: a Job-mode worker, woken every verify interval,
+            # then finds the next check due however long this one took.
+            times.cheap_at = started
             if kind is CheckKind.DEEP:
-                times.deep_at = checked
-            if damage is None or not await asyncio.to_thread(_still_serving, model):
+                times.deep_at = started
+            serving = await asyncio.to_thread(_still_serving, model)
+            if serving:
+                await asyncio.to_thread(self._record, model, times)
+            if damage is None or not serving:
                 continue
             report = DamageReport(
                 node=self._node,
@@ -306,6 +328,25 @@ class ContinuousVerifier:
             if await self._report(model, report, now=checked):
                 sent.append(report)
         return sent
+
+    def _wall_offset(self) -> float:
+        return self._wall_clock() - self._clock()
+
+    def _recorded_times(self, model: HeldModel, *, now: float) -> CheckTimes:
+        recorded = read_check_times(model.version_dir, now=now, wall_offset=self._wall_offset())
+        return recorded if recorded is not None else CheckTimes(first_seen=now)
+
+    def _record(self, model: HeldModel, times: CheckTimes) -> None:
+        """Write the version's check times, unless a download now holds it (it may be healing it
+        in place: the state directory is the engine's then). A failed write keeps them in memory."""
+        if _download_running(model.version_dir):
+            return
+        try:
+            write_check_times(model.version_dir, times, wall_offset=self._wall_offset())
+        except OSError as error:
+            level = logging.DEBUG if self._unrecorded_warned else logging.WARNING
+            self._unrecorded_warned = True
+            log.log(level, "could not record the checks of %s: %s", model.version_dir, error)
 
     async def _report(self, model: HeldModel, report: DamageReport, *, now: float) -> bool:
         window = report_window(verify_interval=self._verify_interval, deep_interval=self._deep_interval)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from modelferry.messages import ModelRef, NodeProgress
@@ -35,6 +35,7 @@ from modelferry.names import (
     CONFIGMAP_KEY_MAX,
     CONFIGMAP_STATUS_LABEL,
     NODE_ANNOTATION,
+    OME_LABEL_DOMAIN,
     ModelKind,
     ReportFormat,
     configmap_key,
@@ -331,3 +332,19 @@ def model_labels_patch(
     if ome is not None:
         labels[ome] = value if formats.writes_ome else None
     return {"metadata": {"labels": labels}}
+
+
+# A node label modelferry wrote for a model it placed there, in either format (`model_labels_patch`).
+_MODEL_LABEL_PREFIXES = (node_label_key(""), f"{OME_LABEL_DOMAIN}/")
+# Failed and Updating count too: a failed or running update leaves the previous version served.
+_HELD_VALUES = frozenset(s.value for s in NodeModelStatus if s is not NodeModelStatus.DELETED)
+
+
+def holds_models(labels: Mapping[str, str]) -> bool:
+    """True when the node's labels report at least one model modelferry placed on it."""
+    return any(k.startswith(_MODEL_LABEL_PREFIXES) and v in _HELD_VALUES for k, v in labels.items())
+
+
+def nodes_holding_models(nodes: Iterable[tuple[str, Mapping[str, str]]]) -> list[str]:
+    """The names, sorted, of the nodes (name, labels) that hold at least one model."""
+    return sorted(name for name, labels in nodes if name and holds_models(labels))

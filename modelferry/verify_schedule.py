@@ -3,9 +3,13 @@
 A node worker checks every model it holds (`activities.continuous_verify`): a *cheap* check
 (manifest readable, every file present with its recorded size, nothing swapped for a symlink) once
 when it first sees the model, then every `verify_interval`; a *deep* check (every byte hashed)
-every `deep_verify_interval` from the moment it first saw the model. The times are the worker's
-own (monotonic, in memory): a healthy model is never written to, so nothing records a check on
-disk, and a restarted worker starts its deep clock again.
+every `deep_verify_interval` from the moment it first saw the model. The worker schedules on its
+own monotonic clock and, after each check, records the times as wall-clock seconds in the
+version's own state directory (`.modelferry/checks.json`, encoded and decoded here): a restarted
+worker, or the next short-lived Job on the node, resumes the schedule instead of starting its
+deep clock again. A record that is missing or malformed means "never checked"; a time in the
+future (a clock set back, a copied directory) counts as now, so it can delay a check by one
+interval at most.
 
 Damage is reported to the model's workflow once, and again only after `verify_interval` if it is
 still there (the workflow may have missed it, or the repair failed): a report per pass would flood
@@ -14,8 +18,13 @@ the workflow's history while a repair runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+CHECKS_FILE_NAME = "checks.json"  # beside manifest.json in the version's state directory
+CHECKS_FORMAT = 1
 
 
 class CheckKind(StrEnum):
@@ -25,11 +34,50 @@ class CheckKind(StrEnum):
 
 @dataclass(slots=True)
 class CheckTimes:
-    """What the verifier remembers of one model version (monotonic seconds)."""
+    """What the verifier remembers of one model version (seconds on the verifier's clock)."""
 
     first_seen: float
     cheap_at: float | None = None  # the last check of either kind (a deep check is also a cheap one)
     deep_at: float | None = None
+
+
+def encode_check_times(times: CheckTimes, *, wall_offset: float) -> dict[str, Any]:
+    """`times` as the JSON of `checks.json`, in wall-clock seconds (`wall_offset`: wall clock
+    minus the verifier's clock, read at one moment)."""
+
+    def wall(t: float | None) -> float | None:
+        return None if t is None else t + wall_offset
+
+    return {
+        "format": CHECKS_FORMAT,
+        "first_seen": wall(times.first_seen),
+        "cheap_at": wall(times.cheap_at),
+        "deep_at": wall(times.deep_at),
+    }
+
+
+def decode_check_times(data: object, *, now: float, wall_offset: float) -> CheckTimes | None:
+    """The times `encode_check_times` wrote, on the verifier's clock, none later than `now`;
+    None when `data` is not such a record (another format, a missing or non-finite time)."""
+    if not isinstance(data, dict) or data.get("format") != CHECKS_FORMAT:
+        return None
+    record: dict[str, Any] = data
+
+    def local(key: str) -> float | None:
+        value = record.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(key)
+        return min(float(value) - wall_offset, now)
+
+    try:
+        first_seen, cheap_at, deep_at = local("first_seen"), local("cheap_at"), local("deep_at")
+    except ValueError:
+        return None
+    if first_seen is None:
+        return None
+    return CheckTimes(first_seen=first_seen, cheap_at=cheap_at, deep_at=deep_at)
 
 
 def due_check(

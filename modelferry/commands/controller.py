@@ -65,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from modelferry.admission import admission_policy
     from modelferry.commands.health import Health, serve_health
     from modelferry.commands.logs import setup_logging
-    from modelferry.commands.runtime import build_control_worker, connect_temporal, report_workflows_running
+    from modelferry.commands.runtime import (
+        build_control_worker,
+        connect_temporal,
+        report_workflows_running,
+        wake_nodes_for_verification,
+    )
     from modelferry.commands.tracing import configure_tracing
     from modelferry.kubeclient import load_api_client
     from modelferry.options import pipeline_options
@@ -116,11 +121,16 @@ def run(args: argparse.Namespace) -> int:
         if settings.health.port is not None:
             server = await serve_health(health, host=settings.health.bind_address, port=settings.health.port)
         counting = asyncio.create_task(report_workflows_running(client, stop=stop), name="workflow counts")
+        # Job mode: wakes the nodes that hold models, so their models keep being verified.
+        sweeping = asyncio.create_task(
+            wake_nodes_for_verification(kube=kube, settings=settings, stop=stop), name="verify sweep"
+        )
         try:
             await asyncio.wait({watcher_task, worker_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.set()
             counting.cancel()
+            sweeping.cancel()
             if server is not None:
                 server.close()
             if not worker_task.done():

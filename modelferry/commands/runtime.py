@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from activities.events import EventActivities
 from activities.files import FilesActivities
 from activities.kube import KubeClient
 from activities.label import LabelActivities
-from activities.nodeworker import NodeWorkerActivities
+from activities.nodeworker import NodeWorkerActivities, wake_nodes_holding_models
 from activities.parse import ParseActivities
 from activities.progress import ProgressActivities
 from activities.resources import ResourceActivities
@@ -40,7 +40,7 @@ from activities.storage.engine import download_slots
 from modelferry import metrics
 from modelferry.commands.tracing import tracing_interceptors
 from modelferry.names import CONTROL_TASK_QUEUE, node_task_queue
-from modelferry.settings import Settings
+from modelferry.settings import Settings, WorkerMode
 from workflows.model import ModelWorkflow
 from workflows.node import NodeWorkflow
 
@@ -161,28 +161,36 @@ class SlotsInUse(Interceptor):
 
 
 class IdleTracker(Interceptor):
-    """Knows when the worker last ran an activity, so a Job-mode worker can exit when idle."""
+    """Knows when the worker last ran an activity or a continuous-verification check, so a
+    Job-mode worker can exit when idle, but not in the middle of a long deep check."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.running = 0
-        self.last_active = time.monotonic()
+        self.last_active = clock()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """The worker is not idle while inside (an activity, a check)."""
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.last_active = self._clock()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         tracker = self
 
         class _Tracking(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-                tracker.running += 1
-                try:
+                with tracker.busy():
                     return await super().execute_activity(input)
-                finally:
-                    tracker.running -= 1
-                    tracker.last_active = time.monotonic()
 
         return _Tracking(next)
 
     def idle_for(self) -> float:
-        return 0.0 if self.running else time.monotonic() - self.last_active
+        return 0.0 if self.running else self._clock() - self.last_active
 
 
 def build_node_worker(
@@ -250,13 +258,55 @@ async def report_workflows_running(
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-def build_node_verifier(*, client: Client, node: str, settings: Settings) -> ContinuousVerifier:
+def verify_sweep_interval(settings: Settings) -> float:
+    """How often Job mode wakes the nodes that hold models: every verify interval (or, with cheap
+    checks off, every deep interval); 0 when there is no Job to wake or nothing to check."""
+    if settings.worker.mode is not WorkerMode.JOB:
+        return 0.0
+    node = settings.node
+    return node.verify_interval if node.verify_interval > 0 else node.deep_verify_interval
+
+
+async def wake_nodes_for_verification(
+    *, kube: KubeClient, settings: Settings, stop: asyncio.Event, interval: float | None = None
+) -> None:
+    """Job mode: every `interval` (first after one interval; default `verify_sweep_interval`)
+    ensure the worker Job of each node that holds a model, which runs the checks due and exits
+    when idle, until `stop`. Every manager replica sweeps: ensuring a Job is idempotent, so the
+    only cost of two is a few more reads. A failed sweep is logged and tried again."""
+    every = verify_sweep_interval(settings)
+    if every <= 0:
+        return
+    every = every if interval is None else interval
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        if stop.is_set():
+            return
+        try:
+            sweep = await asyncio.to_thread(wake_nodes_holding_models, kube=kube, settings=settings)
+        except Exception as error:
+            log.warning("verify sweep failed; trying again in %ss: %s", every, error)
+            continue
+        log.info(
+            "verify sweep: worker Jobs created on %d nodes, already running on %d, failed on %d",
+            len(sweep.created),
+            len(sweep.running),
+            len(sweep.failed),
+        )
+
+
+def build_node_verifier(
+    *, client: Client, node: str, settings: Settings, idle: IdleTracker | None = None
+) -> ContinuousVerifier:
     """The continuous verification beside a node worker: checks the models this node holds and
-    signals damage to their workflows (`activities.continuous_verify`); `run(stop)` runs it."""
+    signals damage to their workflows (`activities.continuous_verify`); `run(stop)` runs it.
+    With `idle`, a check keeps the worker from its idle exit."""
     return ContinuousVerifier(
         node=node,
         models_roots=models_roots_on_host(settings),
         verify_interval=settings.node.verify_interval,
         deep_interval=settings.node.deep_verify_interval,
         send=temporal_damage_sender(client),
+        busy=idle.busy if idle is not None else contextlib.nullcontext,
     )

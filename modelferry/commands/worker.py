@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         verifier = None
         if args.task_queue in (None, node_task_queue(args.node)):
             verifier = asyncio.create_task(
-                build_node_verifier(client=client, node=args.node, settings=settings).run(stop),
+                build_node_verifier(client=client, node=args.node, settings=settings, idle=idle).run(stop),
                 name="continuous-verification",
             )
         try:

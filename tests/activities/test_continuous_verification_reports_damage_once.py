@@ -1,7 +1,8 @@
 """Continuous verification beside a node worker: a model delivered to the node is checked cheaply
 when the worker starts and every verify interval, and hashed in full every deep interval. A
 healthy model causes no write and no signal; a deleted file (cheap) and a flipped byte (deep)
-are reported to the model's workflow as a DamageReport, once per verify interval."""
+are reported to the model's workflow as a DamageReport, once per verify interval. The only write
+is the version's check record (`.modelferry/checks.json`)."""
 
 from __future__ import annotations
 
@@ -88,14 +89,22 @@ async def test_the_models_this_node_holds_are_found_by_owner_record_and_link(set
     assert find_held_models(models_roots_on_host(settings)) == []
 
 
-async def test_a_healthy_model_on_worker_start_causes_no_signal_and_no_write(settings, model):
+async def test_a_healthy_model_on_worker_start_causes_no_signal_and_no_write_but_its_check_record(
+    settings, model
+):
     before = snapshot(settings.node.root)
     for _ in range(2):  # a worker start, then a restarted worker
         h = Harness(settings)
         assert await h.after(0) == []
         assert await h.after(DEEP) == []  # the deep check, too
         assert h.sent == []
-    assert snapshot(settings.node.root) == before
+    after = snapshot(settings.node.root)
+    state, record = str(model / ".modelferry"), str(model / ".modelferry" / "checks.json")
+    assert record in after and record not in before
+    # Only the state directory changed: the version directory's mtime orders the prune.
+    assert {k: v for k, v in after.items() if k not in (state, record)} == {
+        k: v for k, v in before.items() if k != state
+    }
 
 
 async def test_a_deleted_file_is_found_by_the_cheap_check_and_reported(settings, model, caplog):
