@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from modelferry.names import STATE_DIR_NAME
+from modelferry.verify_schedule import CHECKS_FILE_NAME
 from tests.e2e.devstack import NODE, DevStack, hf_model, tiny_llama_files, wait_until
 from tests.e2e.harness import unique
 from tests.servers.fake_hf import FakeHub
@@ -30,13 +32,19 @@ def hub() -> Iterator[FakeHub]:
 
 
 def files_on_node(root: Path) -> dict[str, tuple[int, int, int]]:
-    """Every path under the node root: (inode, size, mtime): what a write or a re-download changes."""
+    """Every path under the node root: (inode, size, mtime): what a write or a re-download changes.
+    The one write a restart may make is the verifier's record of when it checked a version
+    (`.modelferry/checks.json`, replaced, so its directory's mtime moves too): that record is
+    left out, and of its directory only the inode is kept."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for entry in dirnames + filenames:
             path = os.path.join(dirpath, entry)
+            if entry == CHECKS_FILE_NAME or entry.startswith(f".{CHECKS_FILE_NAME}"):
+                continue  # the record, and its temporary file while it is replaced
             st = os.lstat(path)
-            out[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+            holds_record = entry == STATE_DIR_NAME and os.path.isdir(path)
+            out[path] = (st.st_ino, 0, 0) if holds_record else (st.st_ino, st.st_size, st.st_mtime_ns)
     return out
 
 
