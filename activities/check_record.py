@@ -9,7 +9,7 @@ schedule starts fresh.
 The rules of the write:
 - only into the version's existing state directory, modelferry's own: it is never created here
   (a version being pruned or not yet complete stays as it is) and never reached through a symlink;
-- atomically, under a unique temporary name created exclusively, removed whatever happens, so a
+- atomically (`activities.storage.manifest.write_json_atomic`, as the manifest beside it), so a
   reader never sees half a record and a prune's `rmtree` never meets a stray file;
 - the version directory's own mtime does not change (only its state directory's), and that is
   the one `activities.files.prune_versions` orders versions by.
@@ -17,15 +17,13 @@ The rules of the write:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import stat
-import uuid
 from pathlib import Path
 
-from activities.storage.manifest import StateLayout, fsync_dir
+from activities.storage.manifest import StateLayout, write_json_atomic
 from modelferry.verify_schedule import CHECKS_FILE_NAME, CheckTimes, decode_check_times, encode_check_times
 
 log = logging.getLogger(__name__)
@@ -66,16 +64,4 @@ def write_check_times(version_dir: Path, times: CheckTimes, *, wall_offset: floa
     state_dir = StateLayout(version_dir).state_dir
     if not stat.S_ISDIR(os.lstat(state_dir).st_mode):  # FileNotFoundError once the version is gone
         raise NotADirectoryError(f"{state_dir} is not a directory")
-    body = json.dumps(encode_check_times(times, wall_offset=wall_offset), sort_keys=True).encode() + b"\n"
-    tmp = state_dir / f".{CHECKS_FILE_NAME}.{uuid.uuid4().hex[:12]}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        with os.fdopen(os.open(tmp, flags, 0o644), "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, state_dir / CHECKS_FILE_NAME)
-        fsync_dir(state_dir)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_json_atomic(state_dir / CHECKS_FILE_NAME, encode_check_times(times, wall_offset=wall_offset))

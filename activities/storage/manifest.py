@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -116,14 +117,21 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write, fsync, rename over `path`, fsync the directory: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write, fsync, rename over `path`, fsync the directory: readers see old or new, never half.
+    The temporary file has a unique name and is created afresh (never written through a symlink
+    or into another writer's file), and it is removed if anything fails."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        with os.fdopen(os.open(tmp, flags, 0o644), "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     fsync_dir(path.parent)
 
 
