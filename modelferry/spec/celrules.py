@@ -79,6 +79,17 @@ def _scheme(name: str) -> str:
     return f"^(?i:{name})://"
 
 
+def _implies(condition: str, consequence: str) -> str:
+    """`condition` → `consequence` in CEL (`||` binds looser than `&&`, so a conjunction needs no
+    parentheses)."""
+    return f"!{condition} || {consequence}"
+
+
+def _on_scheme(subject: str, scheme: str, expression: str) -> str:
+    """`expression` must hold when `subject` is a URI of `scheme`."""
+    return _implies(_matches(subject, _scheme(scheme)), f"({expression})")
+
+
 # --- spec.storage.path ------------------------------------------------------------------------
 
 
@@ -119,7 +130,7 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         return _rule(expression, what="storage URI", subject="self", problem=problem)
 
     def on(scheme: str, expression: str) -> str:
-        return f"!{_matches('self', _scheme(scheme))} || ({expression})"
+        return _on_scheme("self", scheme, expression)
 
     supported = _matches("self", f"^(?i:{_SCHEMES})://")
     rules = [
@@ -143,9 +154,11 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         rule(
             on(
                 "hf",
-                f"!{_matches('self', _scheme('hf') + r'[^/@]+(/[^/@]+)?(@|$)')}"
-                f" || {_matches('self', _scheme('hf') + f'{_HF_PART}(/{_HF_PART})?(@|$)')}"
-                f" && !{_matches('self', _scheme('hf') + _DOUBLE_DASH_OR_DOTS)}",
+                _implies(
+                    _matches("self", _scheme("hf") + r"[^/@]+(/[^/@]+)?(@|$)"),
+                    f"{_matches('self', _scheme('hf') + f'{_HF_PART}(/{_HF_PART})?(@|$)')}"
+                    f" && !{_matches('self', _scheme('hf') + _DOUBLE_DASH_OR_DOTS)}",
+                ),
             ),
             "the repository name must be one or two parts of letters, digits, '-', '_', '.' "
             "(at most 96 each; no '--' or '..'; not starting or ending with '-' or '.')",
@@ -157,9 +170,11 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         rule(
             on(
                 "hf",
-                f"!{_matches('self', _scheme('hf') + '[^@]*@')}"
-                f" || {_matches('self', _scheme('hf') + f'[^@]*@{_HF_REVISION}$')}"
-                f" && !{_matches('self', _scheme('hf') + _BAD_URI_REVISION)}",
+                _implies(
+                    _matches("self", _scheme("hf") + "[^@]*@"),
+                    f"{_matches('self', _scheme('hf') + f'[^@]*@{_HF_REVISION}$')}"
+                    f" && !{_matches('self', _scheme('hf') + _BAD_URI_REVISION)}",
+                ),
             ),
             "the revision after '@' is not a valid branch, tag or commit",
         ),
@@ -188,30 +203,30 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         rule(
             on(
                 "oci",
-                "!"
-                + _matches("self", _scheme("oci") + "n/[^/]+/b/")
-                + " || "
-                + _matches("self", _scheme("oci") + "n/[A-Za-z0-9_-]{1,128}/b/"),
+                _implies(
+                    _matches("self", _scheme("oci") + "n/[^/]+/b/"),
+                    _matches("self", _scheme("oci") + "n/[A-Za-z0-9_-]{1,128}/b/"),
+                ),
             ),
             "the namespace is not a valid Object Storage namespace",
         ),
         rule(
             on(
                 "oci",
-                "!"
-                + _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+")
-                + " || "
-                + _matches("self", _scheme("oci") + "n/[^/]+/b/[A-Za-z0-9_.-]{1,256}(/|$)"),
+                _implies(
+                    _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+"),
+                    _matches("self", _scheme("oci") + "n/[^/]+/b/[A-Za-z0-9_.-]{1,256}(/|$)"),
+                ),
             ),
             "the bucket is not a valid bucket name (letters, digits, '-', '_', '.'; at most 256)",
         ),
         rule(
             on(
                 "oci",
-                "!"
-                + _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+/o/")
-                + " || "
-                + _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+/o" + _PREFIX_TO_END),
+                _implies(
+                    _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+/o/"),
+                    _matches("self", _scheme("oci") + "n/[^/]+/b/[^/]+/o" + _PREFIX_TO_END),
+                ),
             ),
             "the prefix must not contain empty, '.' or '..' segments",
         ),
@@ -223,22 +238,21 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         rule(
             on(
                 "pvc",
-                "!"
-                + _matches("self", _scheme("pvc") + "[^/:]+:")
-                + " || "
-                + _matches("self", _scheme("pvc") + f"{_DNS_LABEL}:"),
+                _implies(
+                    _matches("self", _scheme("pvc") + "[^/:]+:"),
+                    _matches("self", _scheme("pvc") + f"{_DNS_LABEL}:"),
+                ),
             ),
             "the namespace is not a valid DNS-1123 label",
         ),
         rule(
             on(
                 "pvc",
-                "!"
-                + _matches("self", _scheme("pvc") + "([^/:]+|[^/:]+:[^/]+)(/|$)")
-                + " || "
-                + _matches("self", _scheme("pvc") + f"([^/:]+:)?{_DNS_SUBDOMAIN}(/|$)")
-                + " && !"
-                + _matches("self", _scheme("pvc") + "([^/:]+:)?[^/:]{254}"),
+                _implies(
+                    _matches("self", _scheme("pvc") + "([^/:]+|[^/:]+:[^/]+)(/|$)"),
+                    f"{_matches('self', _scheme('pvc') + f'([^/:]+:)?{_DNS_SUBDOMAIN}(/|$)')}"
+                    f" && !{_matches('self', _scheme('pvc') + '([^/:]+:)?[^/:]{254}')}",
+                ),
             ),
             "the claim name is not a valid DNS-1123 subdomain",
         ),
@@ -263,20 +277,20 @@ def storage_uri_rules(*, cluster_scoped: bool) -> list[Rule]:
         rule(
             on(
                 "vendor",
-                "!"
-                + _matches("self", _scheme("vendor") + r"[^/]+/[^/]+/[\s\S]")
-                + " || "
-                + _matches("self", _scheme("vendor") + f"{_VENDOR_NAME}/{_VENDOR_NAME}/"),
+                _implies(
+                    _matches("self", _scheme("vendor") + r"[^/]+/[^/]+/[\s\S]"),
+                    _matches("self", _scheme("vendor") + f"{_VENDOR_NAME}/{_VENDOR_NAME}/"),
+                ),
             ),
             "the vendor and resource type must be letters, digits, '-', '_' and '.'",
         ),
         rule(
             on(
                 "vendor",
-                "!"
-                + _matches("self", _scheme("vendor") + r"[^/]+/[^/]+/[\s\S]")
-                + " || "
-                + _matches("self", _scheme("vendor") + f"[^/]+/[^/]+/{_SEGMENT}(/{_SEGMENT})*$"),
+                _implies(
+                    _matches("self", _scheme("vendor") + r"[^/]+/[^/]+/[\s\S]"),
+                    _matches("self", _scheme("vendor") + f"[^/]+/[^/]+/{_SEGMENT}(/{_SEGMENT})*$"),
+                ),
             ),
             "the path must not contain empty, '.' or '..' segments",
         ),
@@ -312,7 +326,7 @@ def storage_rules() -> list[Rule]:
         )
 
     def on(scheme: str, expression: str) -> str:
-        return f"!{_matches('self.storageUri', _scheme(scheme))} || ({expression})"
+        return _on_scheme("self.storageUri", scheme, expression)
 
     revision = "self.parameters['revision']"
     endpoint = "self.parameters['endpoint']"
@@ -333,7 +347,7 @@ def storage_rules() -> list[Rule]:
             "the revision in parameters.revision is not a valid branch, tag or commit",
         ),
         uri_rule(
-            on("s3", f"!{_param('endpoint')} || {_matches(endpoint, _HTTP_URL)}"),
+            on("s3", _implies(_param("endpoint"), _matches(endpoint, _HTTP_URL))),
             "parameters.endpoint must be an http:// or https:// URL",
         ),
         uri_rule(
