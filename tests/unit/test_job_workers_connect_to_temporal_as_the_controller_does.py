@@ -13,11 +13,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.nodeworker import NodeWorkerActivities
-from modelferry.errors import InvalidSettingsError, KubeNotFoundError
+from modelferry.errors import InvalidSettingsError
 from modelferry.messages import EnsureNodeWorkerInput
 from modelferry.names import TEMPORAL_API_KEY_SECRET_KEY, TEMPORAL_CREDENTIALS_DIR
 from modelferry.nodejob import build_worker_job
 from modelferry.settings import Settings, load_settings
+from tests.unit.fake_jobs import NoJobsYet
 
 SECRET = "temporal-creds"
 CERT = f"{TEMPORAL_CREDENTIALS_DIR}/tls.crt"
@@ -150,23 +151,8 @@ def test_settings_a_job_could_not_connect_with_are_refused_by_name(
     assert not refused.value.retryable
 
 
-class _NoJobs:
-    def __init__(self) -> None:
-        self.created: list[dict[str, Any]] = []
-
-    def node_exists(self, name: str) -> bool:
-        return True
-
-    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        raise KubeNotFoundError(name)
-
-    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.created.append(body)
-        return body
-
-
 def test_the_activity_fails_the_node_without_retrying_and_creates_no_job() -> None:
-    kube = _NoJobs()
+    kube = NoJobsYet()
     settings = load_settings(environ={}, overrides={"temporal.api_key_env": "TEMPORAL_API_KEY"})
     activities = NodeWorkerActivities(kube=kube, settings=settings)  # type: ignore[arg-type]
     with pytest.raises(ApplicationError) as failed:

@@ -41,6 +41,7 @@ from modelferry.settings import (
     setting_names,
 )
 from modelferry.spec.parse import parse_resource
+from tests.unit.fake_jobs import NoJobsYet
 
 # What OME's agent declares (cmd/model-agent/main.go, rootCmd.PersistentFlags): flag -> default.
 OME_DEFAULTS: dict[str, Any] = {
@@ -393,23 +394,8 @@ def test_the_log_level_travels_to_job_workers() -> None:
     assert _worker_settings(container["args"][1:]).log.level is LogLevel.DEBUG
 
 
-class _Jobs:
-    def __init__(self) -> None:
-        self.created: list[dict[str, Any]] = []
-
-    def node_exists(self, name: str) -> bool:
-        return True
-
-    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        raise KubeNotFoundError(name)
-
-    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.created.append(body)
-        return body
-
-
 def _ensure_worker(settings: Settings) -> tuple[Any, list[dict[str, Any]]]:
-    kube = _Jobs()
+    kube = NoJobsYet()
     activities = NodeWorkerActivities(kube=kube, settings=settings)  # type: ignore[arg-type]
     result = activities.ensure_node_worker(EnsureNodeWorkerInput(node="n1"))
     return result, kube.created
