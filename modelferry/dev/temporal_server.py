@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -27,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelferry.dev.children import die_with_parent
 from modelferry.names import SEARCH_ATTRIBUTE_TYPES
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 
 # Deaths tolerated within the window: enough for a stray kill or an OOM kill now and then, while a
 # server that cannot stay up (disk full, damaged database, crash loop) ends the run in seconds.
@@ -98,14 +97,6 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -230,7 +221,7 @@ class TemporalDevServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=server_environment(os.environ),
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         return out
 

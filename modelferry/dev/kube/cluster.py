@@ -14,7 +14,6 @@ There are no nodes here: Pods stay Pending unless kubelet.py's process kubelets 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import json
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from modelferry.dev.children import die_with_parent
 from modelferry.dev.temporal_server import describe_exit, free_port
 
 from .certs import CertificateAuthority, KeyPair, SigningKeys, write_service_account_keys
@@ -47,7 +47,6 @@ SERVICE_CIDR = "10.0.0.0/24"  # upstream's default; its first address is the `ku
 API_SERVER_HOSTS = ("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default")
 
 STOP_GRACE_SECONDS = 5.0  # after SIGTERM; the API server, the slowest, exits in about a second
-_PR_SET_PDEATHSIG = 1
 
 
 class BinariesNotBuilt(RuntimeError):
@@ -281,17 +280,11 @@ def _spawn(name: str, command: list[str], *, log: Path) -> Component:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            # SIGKILL, not SIGTERM: everything is throwaway, and an API server whose etcd got
+            # SIGTERM with it takes ~15 s to give up
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
     return Component(name=name, process=process, log=log)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: kill it when the process (strictly: the thread) that started it
-    ends, so a killed test run leaves no control plane behind. SIGKILL, not SIGTERM: everything is
-    throwaway, and an API server whose etcd got SIGTERM with it takes ~15 s to give up."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _wait_ready(component: Component, ready: Callable[[], bool], *, timeout: float) -> None:

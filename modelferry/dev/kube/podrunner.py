@@ -11,7 +11,6 @@ together, and dies with the thread that started it if the test run is killed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -25,6 +24,8 @@ from typing import Any
 
 import requests
 import yaml
+
+from modelferry.dev.children import die_with_parent
 
 from .kubeapi import ApiError, KubeApi
 from .podspec import (
@@ -52,7 +53,6 @@ POLL_SECONDS = 0.05  # how often a running pod looks at its processes
 MOUNT_RETRY_SECONDS = 1.0
 MIN_GRACE_SECONDS = 2.0  # the real kubelet's minimum too, for a forced (grace 0) deletion
 STOP_GRACE_SECONDS = 1.0  # when the harness stops: nobody waits for a clean exit
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,8 @@ class PodRunner:
                     stdout=sink,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    # the pod's thread lives as long as its processes: none outlives a killed run
+                    preexec_fn=die_with_parent(signal.SIGKILL),
                 )
         except (StartError, OSError) as e:
             run.start(pid=None)
@@ -362,10 +363,3 @@ class PodRunner:
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the pod's thread ends, so a killed test run
-    leaves no pod process behind (the thread lives as long as the pod's processes do)."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
